@@ -1,0 +1,74 @@
+/**
+ * Command-line parsing. Options go through Node's own `util.parseArgs` (strict: an unknown
+ * option is an error naming it); scripts/build's words (`image=…`, `-j4`, `-j 4`,
+ * `--append-manifest`, …) are taken out first, because their forms are not getopt forms.
+ */
+import { parseArgs } from 'node:util';
+import { OsvbError } from '@osv-build/engine';
+
+const WORD_FLAGS = new Set(['--append-manifest', '--create-disk', '--create-zfs-disk', '--use-openzfs']);
+
+export const BUILD_OPTIONS = {
+  'osv-base': { type: 'string' },
+  'build-path': { type: 'string' },
+  compat: { type: 'string' },
+  json: { type: 'boolean' },
+  'keep-going': { type: 'boolean' },
+  verbose: { type: 'boolean', short: 'v' },
+  'libgcc-s-dir': { type: 'string' },
+  bootfs: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export interface ParsedBuildArgs {
+  words: string[];
+  osvBase: string | undefined;
+  buildPath: string | undefined;
+  compat: 'default' | 'osv';
+  json: boolean;
+  keepGoing: boolean;
+  verbose: boolean;
+  libgccSDir: string | undefined;
+  bootfs: boolean;
+  help: boolean;
+}
+
+export function parseBuildArgs(argv: readonly string[]): ParsedBuildArgs {
+  const words: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (WORD_FLAGS.has(a) || /^-j[0-9]*$/.test(a)) {
+      words.push(a);
+      if (a === '-j' && /^[0-9]+$/.test(argv[i + 1] ?? '')) words.push(argv[++i] as string);
+    } else {
+      rest.push(a);
+    }
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: BUILD_OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new OsvbError('OSVB_USAGE', (e as Error).message.replace(/\. To specify a positional.*$/s, ''), { hint: 'see osvb --help' });
+  }
+  const v = parsed.values;
+  const compat = v.compat ?? 'default';
+  if (compat !== 'osv' && compat !== 'default') {
+    throw new OsvbError('OSVB_USAGE', `--compat=${compat}: expected --compat=osv (or --compat=default)`);
+  }
+  // Words keep their relative order: parseArgs positionals, with the -j/flag words re-inserted.
+  const positionals = parsed.positionals;
+  const ordered = argv.filter((a) => words.includes(a) || positionals.includes(a));
+  return {
+    words: ordered,
+    osvBase: v['osv-base'],
+    buildPath: v['build-path'],
+    compat,
+    json: v.json ?? false,
+    keepGoing: v['keep-going'] ?? false,
+    verbose: v.verbose ?? false,
+    libgccSDir: v['libgcc-s-dir'],
+    bootfs: v.bootfs ?? false,
+    help: v.help ?? false,
+  };
+}

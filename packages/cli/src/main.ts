@@ -1,0 +1,94 @@
+/** The osvb command line: a thin shell over @osv-build/engine. */
+import { readFileSync } from 'node:fs';
+import { build, expandGeneratedManifest, isOsvbError, OsvbError, type Reporter } from '@osv-build/engine';
+import { parseBuildArgs, type ParsedBuildArgs } from './args.js';
+import { BUILD_HELP, MAIN_HELP } from './help.js';
+import { jsonReporter, textReporter } from './reporter.js';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function reporterFor(args: ParsedBuildArgs): Reporter {
+  return args.json ? jsonReporter() : textReporter({ verbose: args.verbose });
+}
+
+async function runBuild(argv: string[], printManifest: boolean): Promise<number> {
+  const args = parseBuildArgs(argv);
+  if (args.help) {
+    process.stdout.write(BUILD_HELP);
+    return 0;
+  }
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const reporter = reporterFor(args);
+    const result = await build({
+      words: args.words,
+      osvBase: args.osvBase,
+      buildPath: args.buildPath,
+      compat: args.compat,
+      keepGoing: args.keepGoing,
+      libgccSDir: args.libgccSDir,
+      reporter,
+      signal: controller.signal,
+      streamMakeOutput: args.verbose,
+    });
+    if (printManifest) {
+      const name = args.bootfs ? 'bootfs.manifest' : 'usr.manifest';
+      const entries = expandGeneratedManifest(
+        result.outputs.files.get(name) ?? '',
+        `${result.resolved.buildPath}/${name}`,
+        result.resolved.buildPath,
+        result.resolved.libgccSDir,
+        args.compat === 'osv' ? 'os' : 'sorted',
+      );
+      if (args.json) {
+        process.stdout.write(JSON.stringify({ type: 'manifest', manifest: name, entries: entries.map(({ line: _l, ...e }) => e) }) + '\n');
+      } else {
+        process.stdout.write(entries.map((e) => `${e.guest}: ${e.host}\n`).join(''));
+      }
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const verbose = argv.includes('--verbose') || argv.includes('-v');
+  const json = argv.includes('--json');
+  try {
+    const [cmd, ...rest] = argv;
+    switch (cmd) {
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(MAIN_HELP);
+        return cmd === undefined ? 2 : 0;
+      case '--version':
+      case '-V':
+        process.stdout.write(`osvb ${version()}\n`);
+        return 0;
+      case 'build':
+        return await runBuild(rest, false);
+      case 'manifest':
+        return await runBuild(rest, true);
+      default:
+        throw new OsvbError('OSVB_USAGE', `unknown command "${cmd}"`, { hint: 'commands: build, manifest; see osvb --help' });
+    }
+  } catch (e) {
+    const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    if (json) {
+      process.stdout.write(JSON.stringify({ type: 'error', code: err.code, message: err.message, location: err.location, details: err.details, hint: err.hint }) + '\n');
+    }
+    process.stderr.write(err.format() + '\n');
+    if (verbose && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
+    return err.exitCode;
+  }
+}

@@ -1,0 +1,60 @@
+/** Turns engine events into plain lines on stderr, or JSON lines on stdout with --json. */
+import type { BuildEvent, Reporter } from '@osv-build/engine';
+
+function secs(ms: number): string {
+  return `${(ms / 1000).toFixed(2)}s`;
+}
+
+export function textReporter(opts: { verbose: boolean; write?: (s: string) => void }): Reporter {
+  const write = opts.write ?? ((s: string) => process.stderr.write(s + '\n'));
+  return (e: BuildEvent) => {
+    switch (e.type) {
+      case 'start':
+        write(`osvb: building ${e.spec} in ${e.osvBase} → ${e.buildPath}`);
+        break;
+      case 'evaluated':
+        write(`modules: ${e.modules.length ? e.modules.map((m) => (m.run ? `${m.name}.${m.run}` : m.name)).join(', ') : 'none'} (evaluated in ${secs(e.durationMs)})`);
+        break;
+      case 'module-built':
+        write(`built ${e.name} (${secs(e.durationMs)})`);
+        break;
+      case 'module-failed':
+        write(`failed ${e.name}`);
+        break;
+      case 'module-skipped':
+        write(`skipped ${e.name}: ${e.reason}`);
+        break;
+      case 'make-output':
+        write(`[${e.name}] ${e.line}`);
+        break;
+      case 'module-py-output':
+        write(e.line);
+        break;
+      case 'log':
+        if (opts.verbose || e.text.startsWith('Fetching') || e.text.startsWith('Adding module') || e.text === 'No apps selected') write(e.text);
+        break;
+      case 'warning':
+        write(`warning: ${e.text}`);
+        break;
+      case 'outputs-written':
+        if (opts.verbose) for (const f of e.files) write(`wrote ${f}`);
+        break;
+      case 'done':
+        write(`${e.modules} module${e.modules === 1 ? '' : 's'}: ${e.built} built in ${secs(e.durationMs)}`);
+        break;
+      case 'module-start':
+        if (opts.verbose) write(`building ${e.name}`);
+        break;
+    }
+  };
+}
+
+export function jsonReporter(write: (s: string) => void = (s) => process.stdout.write(s + '\n')): Reporter {
+  return (e: BuildEvent) => {
+    if (e.type === 'module-failed') {
+      write(JSON.stringify({ type: e.type, name: e.name, error: { code: e.error.code, message: e.error.message, details: e.error.details } }));
+    } else {
+      write(JSON.stringify(e));
+    }
+  };
+}

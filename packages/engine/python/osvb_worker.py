@@ -1,0 +1,294 @@
+# osvb evaluation worker: one long-lived python3 process per build that runs module.py and
+# images/*.py files against osv-build's osv.modules shim and answers the engine in JSON lines.
+#
+# Protocol (one JSON object per line):
+#   engine -> worker  {"id": N, "method": "evaluate", "params": {...}}
+#   worker -> engine  {"type": "call", "id": K, "method": "locate", "params": {...}}
+#   engine -> worker  {"type": "reply", "id": K, "result": ...} | {..., "error": {...}}
+#   worker -> engine  {"type": "log", "text": "..."}
+#   worker -> engine  {"type": "result", "id": N, "result": ...} | {..., "error": {...}}
+# module.py code may print or start programs: fd 1 is pointed at stderr so nothing it writes
+# can corrupt the protocol stream, and fd 0 at /dev/null.
+import io
+import json
+import os
+import sys
+import traceback
+
+_proto_in = io.open(os.dup(0), 'r', encoding='utf-8', newline='\n')
+_proto_out = io.open(os.dup(1), 'w', encoding='utf-8', newline='\n')
+_null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(_null, 0)
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'shim'))
+
+from osv.modules import resolve, api, filemap  # noqa: E402
+from osv.modules.resolve import OsvbShimError  # noqa: E402
+
+
+def _send(obj):
+    _proto_out.write(json.dumps(obj) + '\n')
+    _proto_out.flush()
+
+
+class HostError(Exception):
+    pass
+
+
+class Host(object):
+    def __init__(self):
+        self._next = 0
+
+    def call(self, method, params):
+        self._next += 1
+        call_id = self._next
+        _send({'type': 'call', 'id': call_id, 'method': method, 'params': params})
+        line = _proto_in.readline()
+        if not line:
+            raise SystemExit(3)
+        reply = json.loads(line)
+        if reply.get('error'):
+            err = reply['error']
+            raise OsvbShimError(err.get('code', 'OSVB_INTERNAL'), err.get('message', ''), err.get('hint'))
+        return reply.get('result')
+
+    def log(self, text):
+        _send({'type': 'log', 'text': text})
+
+
+# ---------------------------------------------------------------------------------------------
+# Apps: flattening the run list into launchers (OSv's scripts/module.py semantics)
+
+class _IsolatedJvm(object):
+    def __init__(self):
+        self.apps = []
+
+    def add(self, app):
+        self.apps.append(app)
+
+
+class _NonIsolatedJvm(object):
+    def __init__(self):
+        self.app = None
+
+    def add(self, app):
+        self.app = app
+
+
+class DeferredError(Exception):
+    pass
+
+
+def _flatten(item):
+    if not item:
+        return []
+    if not isinstance(item, list):
+        return [item]
+    out = []
+    for e in item:
+        out.extend(_flatten(e))
+    return out
+
+
+def _format_args(args, what):
+    if isinstance(args, str):
+        return args
+    try:
+        return ' '.join(args)
+    except TypeError:
+        raise OsvbShimError('OSVB_UNKNOWN_APP_TYPE',
+                            '%s: a command line must be a string or a list of strings, got %r' % (what, args))
+
+
+def _jvm_args(app):
+    return list(app.get_jvm_args())
+
+
+def _apps_to_records(run_list, origins, build_path):
+    basic = []
+    jvm = _IsolatedJvm()
+    for item, origin in zip(run_list, origins):
+        for app in _flatten(item):
+            if isinstance(app, api.basic_app):
+                basic.append((app, origin))
+            elif isinstance(app, api.java_app):
+                java = resolve.require('java-base')
+                if hasattr(java, 'non_isolated_jvm') and java.non_isolated_jvm:
+                    jvm = _NonIsolatedJvm()
+                jvm.add(app)
+            else:
+                raise OsvbShimError('OSVB_UNKNOWN_APP_TYPE', 'Unknown app type: ' + str(app),
+                                    ('in ' + origin + '; ' if origin else '') +
+                                    'a run configuration must be api.run(...), api.run_on_init(...), '
+                                    'api.run_java(...), api.delayed(...) or a list of them')
+    records = []
+    for app, origin in basic:
+        kind = type(app)
+        if kind is api.run:
+            records.append({'kind': 'run', 'launcher': _format_args(app.cmdline, origin or 'run()')})
+        elif kind is api.run_on_init:
+            if not isinstance(app.cmdline, str):
+                raise OsvbShimError('OSVB_UNKNOWN_APP_TYPE',
+                                    'run_on_init() takes a command line string, got %r' % (app.cmdline,),
+                                    origin or None)
+            records.append({'kind': 'init', 'sequence': app.sequence, 'cmdline': app.cmdline})
+        else:
+            usr = io.StringIO()
+            bootfs = io.StringIO()
+            app.prepare_manifest(build_path, 'usr', usr)
+            app.prepare_manifest(build_path, 'bootfs', bootfs)
+            records.append({'kind': 'custom', 'launcher': _format_args(app.get_launcher_args(), origin or 'app'),
+                            'usr': usr.getvalue(), 'bootfs': bootfs.getvalue()})
+    if isinstance(jvm, _IsolatedJvm) and jvm.apps:
+        jvm_args = []
+        mains = ''
+        for app in jvm.apps:
+            jvm_args.extend(_jvm_args(app))
+            mains += '\n'.join(app.get_multimain_lines()) + '\n'
+        launcher = ['java.so'] + jvm_args + ['io.osv.isolated.MultiJarLoader', '-mains', '/etc/javamains']
+        records.append({'kind': 'jvm', 'launcher': _format_args(launcher, 'java'), 'javamains': mains})
+    elif isinstance(jvm, _NonIsolatedJvm) and jvm.app is not None:
+        launcher = ['java.so'] + _jvm_args(jvm.app) + list(jvm.app.get_multimain_lines())
+        records.append({'kind': 'run', 'launcher': _format_args(launcher, 'java')})
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _filemap_of(module, attr):
+    if not hasattr(module, attr):
+        return None
+    value = getattr(module, attr)
+    if not isinstance(value, filemap.FileMap):
+        raise OsvbShimError('OSVB_FILEMAP', '%s of module %s must be a FileMap, got %r' % (attr, module.name, value))
+    return filemap._serialize(value)
+
+
+def _resolved_requires(names):
+    # Names as required (aliases included) -> the loaded modules' own names, first call first.
+    out = []
+    for n in names:
+        m = resolve._state.loaded.get(n)
+        if m is not None and m.name not in out:
+            out.append(m.name)
+    return out
+
+
+def evaluate(params):
+    os.environ.clear()
+    os.environ.update(params['env'])
+    os.chdir(params['osvBase'])
+    resolve._reset(HOST)
+    api.run_on_init.next_sequence = 0
+    st = resolve._state
+    spec = params['spec']
+
+    origins = []
+    if spec['kind'] == 'image':
+        props = resolve.local_import(spec['file'])
+        run_list = props.get('run', [])
+        if not isinstance(run_list, list):
+            run_list = [run_list]
+        origins = ['image config %s' % spec['file']] * len(run_list)
+    else:
+        run_list = []
+        for item in spec['items']:
+            if item.get('config') is None:
+                resolve.require_running(item['name'])
+            else:
+                resolve.require_running(item['name'], item['config'])
+        resolve.resolve_required_modules_if_other_is_present()
+
+    modules = resolve.get_required_modules()
+    for module, config in st.run_table.items():
+        value = resolve.get_run_config(module, config)
+        if value:
+            run_list.append(value)
+            origins.append('run configuration %s.%s' % (module.name, config))
+
+    out_modules = []
+    for m in modules:
+        out_modules.append({
+            'name': m.name,
+            'dir': m.local_path,
+            'run': st.run_table.get(m),
+            'hasModulePy': st.has_module_py.get(m.name, False),
+            'requires': _resolved_requires(st.requires.get(m.name, [])),
+            'usrFiles': _filemap_of(m, 'usr_files'),
+            'bootfsFiles': _filemap_of(m, 'bootfs_files'),
+        })
+
+    # OSv flattens the run list after `make module`; an error here is reported after the
+    # builds too (the engine re-raises it then).
+    apps = None
+    apps_error = None
+    try:
+        apps = _apps_to_records(run_list, origins, params['buildPath'])
+    except BaseException as e:  # noqa: BLE001 - every failure becomes a report
+        apps_error = _describe(e)
+
+    return {
+        'modules': out_modules,
+        'apps': apps,
+        'appsError': apps_error,
+        'imageRequires': _resolved_requires(st.requires.get('', [])),
+        'userFiles': sorted(f for f in st.user_files if os.path.isabs(f)),
+    }
+
+
+def _user_location(tb_entries):
+    files = resolve._state.user_files
+    loc = None
+    for fs in tb_entries:
+        if fs.filename in files or os.path.abspath(fs.filename) in files:
+            loc = {'file': fs.filename, 'line': fs.lineno}
+    return loc
+
+
+def _describe(e):
+    entries = traceback.extract_tb(e.__traceback__)
+    loc = _user_location(entries)
+    loading = getattr(e, '_osvb_loading', None)
+    if isinstance(e, OsvbShimError):
+        out = {'code': e.code, 'message': e.message}
+        if e.hint:
+            out['hint'] = e.hint
+    elif isinstance(e, SystemExit):
+        out = {'code': 'OSVB_MODULE_EXIT', 'message': 'module.py called exit(%s)' % (e.code,)}
+    else:
+        text = str(e)
+        out = {'code': 'OSVB_MODULE_PY', 'message': '%s: %s' % (type(e).__name__, text) if text else type(e).__name__}
+        user = [fs for fs in entries if fs.filename in resolve._state.user_files]
+        if user:
+            out['details'] = ['%s:%d: %s' % (fs.filename, fs.lineno, (fs.line or '').strip()) for fs in user[-5:]]
+    if loc:
+        out['location'] = loc
+    if loading:
+        out['loading'] = loading
+    return out
+
+
+HOST = Host()
+
+
+def main():
+    for line in _proto_in:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        try:
+            if req.get('method') == 'evaluate':
+                result = evaluate(req['params'])
+            elif req.get('method') == 'ping':
+                result = {'python': sys.version.split()[0]}
+            else:
+                raise OsvbShimError('OSVB_INTERNAL', 'unknown method %s' % req.get('method'))
+            _send({'type': 'result', 'id': req['id'], 'result': result})
+        except BaseException as e:  # noqa: BLE001
+            _send({'type': 'result', 'id': req['id'], 'error': _describe(e)})
+
+
+if __name__ == '__main__':
+    main()

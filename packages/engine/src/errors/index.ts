@@ -1,0 +1,115 @@
+/**
+ * One error type for everything a user can act on. The CLI prints `message` and `code`
+ * (never a stack unless --verbose) and maps `exitCode` to the process status.
+ */
+export type OsvbErrorCode =
+  | 'OSVB_USAGE'
+  | 'OSVB_CONFIG_SYNTAX'
+  | 'OSVB_CONFIG_SCHEMA'
+  | 'OSVB_CONFIG_MISSING'
+  | 'OSVB_MODULE_NOT_FOUND'
+  | 'OSVB_MODULE_PATH_MISSING'
+  | 'OSVB_MODULE_FETCH'
+  | 'OSVB_IMAGE_SPEC'
+  | 'OSVB_RECURSIVE_REQUIRE'
+  | 'OSVB_RUN_CONFIG_CONFLICT'
+  | 'OSVB_ATTRIBUTE_NOT_SET'
+  | 'OSVB_PROVIDES_CONFLICT'
+  | 'OSVB_UNKNOWN_APP_TYPE'
+  | 'OSVB_MODULE_PY'
+  | 'OSVB_MODULE_EXIT'
+  | 'OSVB_FILEMAP'
+  | 'OSVB_PYTHON_MISSING'
+  | 'OSVB_WORKER'
+  | 'OSVB_MANIFEST_SYNTAX'
+  | 'OSVB_MANIFEST_UNDEFINED_VAR'
+  | 'OSVB_MANIFEST_DEFINE'
+  | 'OSVB_MANIFEST_ENCODING'
+  | 'OSVB_SYMLINK'
+  | 'OSVB_MAKE_FAILED'
+  | 'OSVB_MAKE_MISSING'
+  | 'OSVB_UNKNOWN_FS'
+  | 'OSVB_IO'
+  | 'OSVB_INTERRUPTED'
+  | 'OSVB_INTERNAL';
+
+/** Exit status: 1 = the build itself failed (make, a module.py at run time), 2 = bad input. */
+const BUILD_FAILURES: ReadonlySet<OsvbErrorCode> = new Set([
+  'OSVB_MAKE_FAILED',
+  'OSVB_MODULE_EXIT',
+  'OSVB_MODULE_FETCH',
+  'OSVB_WORKER',
+  'OSVB_IO',
+  'OSVB_INTERRUPTED',
+  'OSVB_INTERNAL',
+]);
+
+export interface SourceLocation {
+  file: string;
+  line?: number;
+  column?: number;
+}
+
+export interface OsvbErrorOptions {
+  location?: SourceLocation;
+  /** Extra lines shown under the message (e.g. the tail of a make log). */
+  details?: string[];
+  /** A hint telling the user what to do. */
+  hint?: string;
+  cause?: unknown;
+}
+
+export class OsvbError extends Error {
+  readonly code: OsvbErrorCode;
+  readonly location: SourceLocation | undefined;
+  readonly details: string[];
+  readonly hint: string | undefined;
+
+  constructor(code: OsvbErrorCode, message: string, options: OsvbErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'OsvbError';
+    this.code = code;
+    this.location = options.location;
+    this.details = options.details ?? [];
+    this.hint = options.hint;
+  }
+
+  get exitCode(): 1 | 2 {
+    return BUILD_FAILURES.has(this.code) ? 1 : 2;
+  }
+
+  /** `file:line:col: message` (the form editors and CI annotators understand). */
+  get where(): string {
+    const loc = this.location;
+    if (!loc) return '';
+    let s = loc.file;
+    if (loc.line !== undefined) s += `:${loc.line}`;
+    if (loc.line !== undefined && loc.column !== undefined) s += `:${loc.column}`;
+    return s;
+  }
+
+  format(): string {
+    const head = this.where ? `${this.where}: ${this.message}` : this.message;
+    const lines = [`error[${this.code}]: ${head}`];
+    for (const d of this.details) lines.push(`  ${d}`);
+    if (this.hint) lines.push(`hint: ${this.hint}`);
+    return lines.join('\n');
+  }
+}
+
+export function isOsvbError(e: unknown): e is OsvbError {
+  return e instanceof OsvbError;
+}
+
+/** 1-based line and column of a character offset in `text`. */
+export function lineColumnAt(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return { line, column: offset - lineStart + 1 };
+}

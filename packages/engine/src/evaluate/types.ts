@@ -1,0 +1,81 @@
+/** Plain records returned by the evaluation worker (see python/osvb_worker.py). */
+
+export interface CallSite {
+  file: string;
+  line: number;
+}
+
+export interface FileMapFilter {
+  pattern: string;
+  exclude: boolean;
+}
+
+export interface FileMapMapping {
+  host: string;
+  guest: string | null;
+  filters: FileMapFilter[];
+  allowSymlink: boolean;
+  site: CallSite | null;
+}
+
+export interface FileMapLink {
+  guest: string;
+  target: string | null;
+  site: CallSite | null;
+}
+
+export interface FileMapRecord {
+  mappings: FileMapMapping[];
+  links: FileMapLink[];
+}
+
+export interface EvaluatedModule {
+  name: string;
+  /** MODULE_DIR, verbatim. */
+  dir: string;
+  /** Run-table entry (`*`, `none`, or a configuration name), if the module has one. */
+  run: string | null;
+  hasModulePy: boolean;
+  /** Names this module's module.py required, in call order. */
+  requires: string[];
+  usrFiles: FileMapRecord | null;
+  bootfsFiles: FileMapRecord | null;
+}
+
+export type AppRecord =
+  | { kind: 'run'; launcher: string }
+  | { kind: 'init'; sequence: number; cmdline: string }
+  | { kind: 'custom'; launcher: string; usr: string; bootfs: string }
+  | { kind: 'jvm'; launcher: string; javamains: string };
+
+export interface WorkerErrorRecord {
+  code: string;
+  message: string;
+  hint?: string;
+  details?: string[];
+  location?: CallSite;
+  loading?: string[];
+}
+
+export interface EvaluationResult {
+  /** Required modules in OSv's order (post-order of first require). */
+  modules: EvaluatedModule[];
+  apps: AppRecord[] | null;
+  /** OSv fails this late (after `make module`); the engine re-raises it after the builds. */
+  appsError: WorkerErrorRecord | null;
+  /** Names the image config required directly. */
+  imageRequires: string[];
+  /** Every module.py / image config executed. */
+  userFiles: string[];
+}
+
+export type EvaluationSpec =
+  | { kind: 'image'; file: string }
+  | { kind: 'modules'; items: Array<{ name: string; config: string | null }> };
+
+export interface EvaluateParams {
+  osvBase: string;
+  buildPath: string;
+  env: Record<string, string>;
+  spec: EvaluationSpec;
+}

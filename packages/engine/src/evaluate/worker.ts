@@ -1,0 +1,143 @@
+/**
+ * The long-lived python3 worker that runs module.py files (one per build). It speaks JSON lines
+ * over stdio; while it evaluates it calls back into the engine to locate (and fetch) modules.
+ */
+import * as readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import { OsvbError, isOsvbError, type OsvbErrorCode } from '../errors/index.js';
+import type { EvaluateParams, EvaluationResult, WorkerErrorRecord } from './types.js';
+
+export const WORKER_SCRIPT = fileURLToPath(new URL('../../python/osvb_worker.py', import.meta.url));
+
+export interface WorkerHandlers {
+  locate(name: string): Promise<{ dir: string; type: string }>;
+}
+
+export interface WorkerOptions {
+  python?: string;
+  /** module.py output and the worker's own progress lines. */
+  onOutput?: (line: string) => void;
+  onLog?: (line: string) => void;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+}
+
+export function workerErrorToOsvb(rec: WorkerErrorRecord): OsvbError {
+  const details = [...(rec.details ?? [])];
+  if (rec.loading && rec.loading.length > 0) details.push(`while loading: ${rec.loading.join(' -> ')}`);
+  return new OsvbError(rec.code as OsvbErrorCode, rec.message, {
+    ...(rec.location ? { location: { file: rec.location.file, line: rec.location.line } } : {}),
+    details,
+    ...(rec.hint ? { hint: rec.hint } : {}),
+  });
+}
+
+export class PythonWorker {
+  private readonly proc: ResultPromise;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private handlers: WorkerHandlers | undefined;
+  private exited: Error | undefined;
+  private readonly stderrTail: string[] = [];
+
+  private constructor(
+    proc: ResultPromise,
+    private readonly opts: WorkerOptions,
+  ) {
+    this.proc = proc;
+    const out = readline.createInterface({ input: proc.stdout! });
+    out.on('line', (line) => this.onLine(line));
+    const err = readline.createInterface({ input: proc.stderr! });
+    err.on('line', (line) => {
+      this.stderrTail.push(line);
+      if (this.stderrTail.length > 20) this.stderrTail.shift();
+      this.opts.onOutput?.(line);
+    });
+  }
+
+  static async start(opts: WorkerOptions = {}): Promise<PythonWorker> {
+    const python = opts.python ?? process.env['OSVB_PYTHON'] ?? 'python3';
+    const proc = execa(python, ['-u', WORKER_SCRIPT], {
+      stdin: 'pipe',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      buffer: false,
+      reject: false,
+      env: { PYTHONDONTWRITEBYTECODE: '1' },
+    });
+    const worker = new PythonWorker(proc, opts);
+    void proc.then((res) => {
+      const missing = res.code === 'ENOENT' || /ENOENT/.test(String(res.message ?? ''));
+      worker.exited = missing
+        ? new OsvbError('OSVB_PYTHON_MISSING', `python3 was not found (tried "${python}"); osvb runs module.py files with it`, {
+            hint: 'install it (Debian/Ubuntu: apt-get install -y python3) or point OSVB_PYTHON at a Python 3 interpreter',
+          })
+        : new OsvbError('OSVB_WORKER', `the python3 evaluation worker exited unexpectedly (${res.exitCode ?? res.signal ?? 'unknown'})`, {
+            details: worker.stderrTail.slice(-10),
+          });
+      for (const p of worker.pending.values()) p.reject(worker.exited);
+      worker.pending.clear();
+    });
+    await worker.request('ping', {});
+    return worker;
+  }
+
+  evaluate(params: EvaluateParams, handlers: WorkerHandlers): Promise<EvaluationResult> {
+    this.handlers = handlers;
+    return this.request('evaluate', params) as Promise<EvaluationResult>;
+  }
+
+  private request(method: string, params: unknown): Promise<unknown> {
+    if (this.exited) return Promise.reject(this.exited);
+    const id = ++this.nextId;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.proc.stdin!.write(JSON.stringify({ id, method, params }) + '\n');
+    });
+  }
+
+  private onLine(line: string): void {
+    let msg: { type: string; id?: number; method?: string; params?: Record<string, unknown>; result?: unknown; error?: WorkerErrorRecord; text?: string };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      this.opts.onOutput?.(line);
+      return;
+    }
+    if (msg.type === 'log') {
+      this.opts.onLog?.(msg.text ?? '');
+    } else if (msg.type === 'call') {
+      void this.answer(msg.id!, msg.method!, msg.params ?? {});
+    } else if (msg.type === 'result') {
+      const p = this.pending.get(msg.id!);
+      if (!p) return;
+      this.pending.delete(msg.id!);
+      if (msg.error) p.reject(workerErrorToOsvb(msg.error));
+      else p.resolve(msg.result);
+    }
+  }
+
+  private async answer(id: number, method: string, params: Record<string, unknown>): Promise<void> {
+    let reply: Record<string, unknown>;
+    try {
+      if (method !== 'locate' || !this.handlers) throw new OsvbError('OSVB_INTERNAL', `unknown worker call ${method}`);
+      reply = { type: 'reply', id, result: await this.handlers.locate(String(params['name'])) };
+    } catch (e) {
+      const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', e instanceof Error ? e.message : String(e));
+      reply = { type: 'reply', id, error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } };
+    }
+    this.proc.stdin!.write(JSON.stringify(reply) + '\n');
+  }
+
+  async close(): Promise<void> {
+    if (this.exited) return;
+    this.proc.stdin!.end();
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 2000);
+    await this.proc;
+    clearTimeout(timer);
+  }
+}

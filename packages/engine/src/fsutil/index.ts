@@ -1,0 +1,3 @@
+export * from './pypath.js';
+export * from './walk.js';
+export * from './atomic.js';

@@ -1,0 +1,1 @@
+export { generateOsvOutputs, writeOsvOutputs, type OsvOutputs, type OsvOutputsInput } from './osvOutputs.js';

@@ -1,0 +1,118 @@
+/**
+ * OSv's generated build outputs (spec §7): usr.manifest, bootfs.manifest, cmdline, javamains
+ * and /init/30-auto-NN, text-identical to scripts/module.py. Computed in memory, then written
+ * together (temp files renamed at the end), so a failure leaves the previous outputs intact.
+ */
+import * as fs from 'node:fs';
+import { OsvbError } from '../errors/index.js';
+import { pyJoin, writeFilesAtomic, type WalkOrder } from '../fsutil/index.js';
+import type { AppRecord, EvaluatedModule } from '../evaluate/types.js';
+import { expandFileMap, readManifestLines, stageA, type PatternMode } from '../manifest/index.js';
+
+export interface OsvOutputsInput {
+  osvBase: string;
+  buildPath: string;
+  modules: readonly EvaluatedModule[];
+  apps: readonly AppRecord[];
+  /** `default`, `none` or a path joined to OSV_BASE. */
+  usrSkel: string;
+  libgccSDir: string;
+  walkOrder: WalkOrder;
+  patternMode: PatternMode;
+  appendManifest: boolean;
+}
+
+export interface OsvOutputs {
+  /** File name (in the build path) → content. */
+  files: Map<string, string>;
+  noAppsSelected: boolean;
+}
+
+function existsFile(p: string): boolean {
+  try {
+    fs.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readSkeleton(file: string, what: string): string[] {
+  if (!existsFile(file)) {
+    throw new OsvbError('OSVB_CONFIG_MISSING', `${what} not found: ${file}`, {
+      hint: 'an OSv base has usr.manifest.skel and bootfs.manifest.skel at its root; usrskel=none builds without one',
+    });
+  }
+  return readManifestLines(file);
+}
+
+export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
+  const files = new Map<string, string>();
+  const extra = new Map<string, string>();
+  const manifests: Record<'usr' | 'bootfs', string> = { usr: '', bootfs: '' };
+
+  for (const type of ['usr', 'bootfs'] as const) {
+    const name = `${type}.manifest`;
+    let skel = `${name}.skel`;
+    if (type === 'usr' && input.usrSkel !== 'default') skel = input.usrSkel;
+    let text = '[manifest]\n';
+    if (skel !== 'none') {
+      const skelFile = pyJoin(input.osvBase, skel);
+      text += stageA({ file: skelFile, lines: readSkeleton(skelFile, `${type} skeleton`), variables: {}, libgccSDir: input.libgccSDir, kind: 'skeleton' });
+    }
+    for (const m of input.modules) {
+      const moduleManifest = pyJoin(m.dir, name);
+      if (existsFile(moduleManifest)) {
+        text += stageA({
+          file: moduleManifest,
+          lines: readManifestLines(moduleManifest),
+          variables: { MODULE_DIR: m.dir, OSV_BASE: input.osvBase },
+          libgccSDir: input.libgccSDir,
+          kind: 'module',
+        });
+      }
+      const fm = type === 'usr' ? m.usrFiles : m.bootfsFiles;
+      if (fm) text += expandFileMap(fm, { walkOrder: input.walkOrder, patternMode: input.patternMode, moduleName: m.name });
+    }
+    for (const app of input.apps) {
+      if (app.kind === 'init' && type === 'usr') {
+        const fileName = `30-auto-${String(app.sequence).padStart(2, '0')}`;
+        const local = pyJoin(input.buildPath, fileName);
+        extra.set(fileName, app.cmdline);
+        text += `/init/${fileName}: ${local}\n`;
+      } else if (app.kind === 'jvm' && type === 'usr') {
+        const local = pyJoin(input.buildPath, 'javamains');
+        extra.set('javamains', app.javamains);
+        text += `/etc/javamains: ${local}\n`;
+      } else if (app.kind === 'custom') {
+        text += type === 'usr' ? app.usr : app.bootfs;
+      }
+    }
+    manifests[type] = text;
+  }
+
+  let cmdline = input.apps.map((a) => (a.kind === 'init' ? '' : a.launcher)).filter((s) => s.length > 0).join('&');
+  const noAppsSelected = input.apps.length === 0;
+
+  if (input.appendManifest) {
+    const appendFile = pyJoin(input.buildPath, 'append.manifest');
+    if (existsFile(appendFile)) {
+      manifests.usr += fs.readFileSync(appendFile, 'utf8');
+      const appendCmdline = pyJoin(input.buildPath, 'append_cmdline');
+      if (existsFile(appendCmdline) && cmdline.replace(/\n+$/, '') === '') cmdline = fs.readFileSync(appendCmdline, 'utf8');
+    }
+  }
+
+  files.set('usr.manifest', manifests.usr);
+  files.set('bootfs.manifest', manifests.bootfs);
+  for (const [k, v] of extra) files.set(k, v);
+  files.set('cmdline', cmdline);
+  return { files, noAppsSelected };
+}
+
+export function writeOsvOutputs(buildPath: string, outputs: OsvOutputs): string[] {
+  fs.mkdirSync(buildPath, { recursive: true });
+  const list = [...outputs.files].map(([name, data]) => ({ path: pyJoin(buildPath, name), data }));
+  writeFilesAtomic(list);
+  return list.map((f) => f.path);
+}

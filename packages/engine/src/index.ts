@@ -1,0 +1,12 @@
+/** @osv-build/engine — public API. One folder per pipeline stage; each exports through its index. */
+export * from './errors/index.js';
+export * from './fsutil/index.js';
+export * from './config/index.js';
+export * from './evaluate/index.js';
+export * from './graph/index.js';
+export * from './build/index.js';
+export * from './manifest/index.js';
+export * from './image/index.js';
+export * from './report/index.js';
+export * from './pipeline/index.js';
+export const ENGINE_VERSION = '0.1.0';

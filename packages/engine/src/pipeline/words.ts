@@ -1,0 +1,141 @@
+/**
+ * scripts/build's words (spec §4.7), minus the kernel: which words it consumes, which it
+ * exports to every make and module.py, and how image=/modules=/fs=/usrskel=/export= and
+ * --append-manifest turn into module.py's spec, skeleton and --no-required. Pure.
+ */
+import { OsvbError } from '../errors/index.js';
+
+export type FsType = 'zfs' | 'rofs' | 'ramfs' | 'virtiofs' | 'ext' | 'rofs_with_zfs' | 'rofs_with_ext';
+const FS_TYPES: readonly FsType[] = ['zfs', 'rofs', 'ramfs', 'virtiofs', 'ext', 'rofs_with_zfs', 'rofs_with_ext'];
+
+export interface BuildWords {
+  /** Every NAME=value word (consumed or not), last one wins. */
+  vars: Record<string, string>;
+  /** NAME=value words passed on to make and exported (all but image/modules/fs/usrskel). */
+  exported: Array<[string, string]>;
+  /** The spec handed to module evaluation, e.g. `!default` or `a,b.fg`. */
+  spec: string;
+  fs: FsType;
+  /** `default`, `none`, or a skeleton path relative to OSV_BASE. */
+  usrSkel: string;
+  /** The bootfs skeleton scripts/build gives the kernel for this fs (relative to OSV_BASE). */
+  kernelBootfsManifest: string;
+  noRequired: boolean;
+  appendManifest: boolean;
+  /** OSv's -j value for `make module`: undefined, '-' (bare -j) or digits. */
+  jobs: string | undefined;
+  mode: string;
+  arch: string | undefined;
+  exportMode: 'none' | 'selected' | 'all';
+  exportDir: string | undefined;
+  /** Words scripts/build accepts that osvb ignores (kernel/disk options), for a notice. */
+  ignored: string[];
+}
+
+const CONSUMED_FLAGS = new Set(['check', '--append-manifest', '--create-disk', '--create-zfs-disk', '--use-openzfs']);
+const CONSUMED_VARS = new Set(['image', 'modules', 'fs', 'usrskel']);
+
+export function parseBuildWords(words: readonly string[]): BuildWords {
+  const vars: Record<string, string> = {};
+  const exported: Array<[string, string]> = [];
+  const ignored: string[] = [];
+  let jobs: string | undefined;
+  let appendManifest = false;
+  let checkNumber = false;
+
+  for (const w of words) {
+    if (checkNumber) {
+      checkNumber = false;
+      if (/^[0-9]/.test(w)) {
+        jobs = w;
+        continue;
+      }
+    }
+    const eq = w.indexOf('=');
+    if (eq > 0 && !w.startsWith('-')) {
+      const name = w.slice(0, eq);
+      const value = w.slice(eq + 1);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        throw new OsvbError('OSVB_USAGE', `"${w}" is not a NAME=value word: "${name}" is not a valid variable name`);
+      }
+      vars[name] = value;
+      if (!CONSUMED_VARS.has(name)) exported.push([name, value]);
+      continue;
+    }
+    if (w === '-j') {
+      jobs = '-';
+      checkNumber = true;
+    } else if (/^-j[0-9]+$/.test(w)) {
+      jobs = w.slice(2);
+    } else if (w.startsWith('-j')) {
+      throw new OsvbError('OSVB_USAGE', `"${w}": expected -jN with a number of jobs`);
+    } else if (w === 'check') {
+      vars['image'] = 'tests';
+    } else if (w === '--append-manifest') {
+      appendManifest = true;
+    } else if (CONSUMED_FLAGS.has(w)) {
+      ignored.push(w);
+    } else if (w === 'clean') {
+      throw new OsvbError('OSVB_USAGE', '"clean" is not a build word in osvb', { hint: 'use "osvb cache clean" or remove the build path' });
+    } else {
+      throw new OsvbError('OSVB_USAGE', `unknown word "${w}"`, {
+        hint: 'osvb build takes scripts/build words (image=, modules=, fs=, usrskel=, export=, -jN, --append-manifest, NAME=value); see osvb build --help',
+      });
+    }
+  }
+
+  const arch = vars['arch'];
+  const image = vars['image'] ?? (arch === 'aarch64' ? 'uush' : 'default');
+  let spec = vars['modules'] ?? `!${image}`;
+  const fsValue = vars['fs'] ?? 'zfs';
+  if (!(FS_TYPES as readonly string[]).includes(fsValue)) {
+    throw new OsvbError('OSVB_UNKNOWN_FS', `Unknown filesystem "${fsValue}"`, { hint: `fs= takes one of ${FS_TYPES.join(', ')}` });
+  }
+  const fs = fsValue as FsType;
+  let usrSkel = 'default';
+  let kernelBootfsManifest = 'bootfs.manifest.skel';
+  const mode = vars['mode'] ?? 'release';
+  switch (fs) {
+    case 'zfs':
+      break;
+    case 'ext':
+      kernelBootfsManifest = 'bootfs_ext.manifest.skel';
+      usrSkel = 'usr_ext.manifest.skel';
+      break;
+    case 'rofs':
+    case 'rofs_with_zfs':
+    case 'rofs_with_ext':
+    case 'virtiofs':
+      kernelBootfsManifest = 'bootfs_empty.manifest.skel';
+      usrSkel = 'usr_rofs.manifest.skel';
+      break;
+    case 'ramfs':
+      kernelBootfsManifest = 'usr.manifest';
+      usrSkel = 'usr_ramfs.manifest.skel';
+      break;
+  }
+  if (vars['usrskel']) usrSkel = vars['usrskel'];
+  const exportValue = vars['export'] ?? 'none';
+  if (!['none', 'selected', 'all'].includes(exportValue)) {
+    throw new OsvbError('OSVB_USAGE', `export=${exportValue}: expected none, selected or all`);
+  }
+  if (appendManifest && spec === '!default') spec = 'empty';
+  if (fs === 'ext' || fs === 'rofs_with_ext') spec += ',libext';
+
+  return {
+    vars,
+    exported,
+    spec,
+    fs,
+    usrSkel,
+    kernelBootfsManifest,
+    noRequired: exportValue === 'selected',
+    appendManifest,
+    jobs,
+    mode,
+    arch,
+    exportMode: exportValue as BuildWords['exportMode'],
+    exportDir: vars['export_dir'],
+    ignored,
+  };
+}

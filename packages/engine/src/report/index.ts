@@ -1,0 +1,22 @@
+/**
+ * Typed events the engine emits; reporters (CLI, Nx executor) turn them into text.
+ */
+import type { OsvbError } from '../errors/index.js';
+
+export type BuildEvent =
+  | { type: 'start'; osvBase: string; buildPath: string; spec: string }
+  | { type: 'evaluated'; modules: Array<{ name: string; run: string | null }>; durationMs: number }
+  | { type: 'module-start'; name: string }
+  | { type: 'module-built'; name: string; durationMs: number }
+  | { type: 'module-failed'; name: string; error: OsvbError }
+  | { type: 'module-skipped'; name: string; reason: string }
+  | { type: 'make-output'; name: string; line: string }
+  | { type: 'module-py-output'; line: string }
+  | { type: 'log'; text: string }
+  | { type: 'warning'; text: string }
+  | { type: 'outputs-written'; files: string[] }
+  | { type: 'done'; ok: boolean; durationMs: number; modules: number; built: number; failed: number };
+
+export type Reporter = (event: BuildEvent) => void;
+
+export const silentReporter: Reporter = () => {};
