@@ -1,0 +1,233 @@
+/**
+ * End-to-end: the real osvb binary on real trees in temp dirs, with real make, gcc and python3.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REPO, copyTree, listFiles, makeWrapper, osvb, readMakeLog, tempDir, writeTree } from '../helpers/cli.js';
+
+const dirs: string[] = [];
+function scratch(): string {
+  const d = tempDir();
+  dirs.push(d);
+  return d;
+}
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const API = 'from osv.modules import api\n';
+const SKELETONS = {
+  'usr.manifest.skel': '[manifest]\n/etc/hosts: ../../static/etc/hosts\n',
+  'usr_rofs.manifest.skel': '[manifest]\n',
+  'bootfs.manifest.skel': '[manifest]\n',
+  'static/etc/hosts': '127.0.0.1 localhost\n',
+};
+
+function smallTree(extra: Record<string, string>): string {
+  const root = scratch();
+  writeTree(root, {
+    'config.json': JSON.stringify({ modules: { repositories: ['${OSV_BASE}/modules'] } }, null, 2),
+    ...SKELETONS,
+    ...extra,
+  });
+  return root;
+}
+
+describe('osvb build on examples/osv (real make + gcc)', () => {
+  const root = scratch();
+  const base = path.join(root, 'osv');
+  copyTree(path.join(REPO, 'examples/osv'), base);
+  const log = path.join(root, 'make.log');
+  const wrapper = makeWrapper(root, log);
+  const build = path.join(base, 'build/release');
+
+  it('builds the C modules and writes OSv outputs', async () => {
+    const res = await osvb(['build', '--osv-base', base], { path: wrapper });
+    expect(res.stderr).not.toMatch(/error/);
+    expect(res.exitCode).toBe(0);
+    // Both C modules were compiled by their Makefiles.
+    for (const so of ['apps/hello/hello.so', 'modules/libgreet/libgreet.so']) {
+      const bytes = fs.readFileSync(path.join(base, so));
+      expect(bytes.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+    }
+    const calls = readMakeLog(log);
+    expect(calls.map((c) => [path.relative(base, c.cwd), c.args])).toEqual([
+      ['modules/libgreet', 'module'],
+      ['apps/hello', 'module'],
+    ]);
+    expect(listFiles(build)).toEqual(['30-auto-00', 'bootfs.manifest', 'cmdline', 'javamains', 'usr.manifest']);
+    const usr = fs.readFileSync(path.join(build, 'usr.manifest'), 'utf8');
+    expect(usr.startsWith('[manifest]\n')).toBe(true);
+    expect(usr).toContain(`/hello.so: ${base}/apps/hello/hello.so\n`);
+    expect(usr).toContain(`/etc/motd: ${base}/extra/banner//motd\n`);
+    expect(usr).toContain(`/init/30-auto-00: ${build}/30-auto-00\n`);
+    expect(usr).toContain(`/etc/javamains: ${build}/javamains\n`);
+    expect(usr).not.toContain('%(libgcc_s_dir)s');
+    expect(fs.readFileSync(path.join(build, 'cmdline'), 'utf8')).toMatch(/^\/hello\.so&java\.so .*io\.osv\.isolated\.MultiJarLoader -mains \/etc\/javamains$/);
+    expect(fs.readFileSync(path.join(build, '30-auto-00'), 'utf8')).toBe('/hello.so --motd /etc/motd');
+    expect(res.stderr).toMatch(/8 modules: 2 built/);
+  });
+
+  it('prints the expanded manifest with osvb manifest', async () => {
+    const res = await osvb(['manifest', '--osv-base', base]);
+    expect(res.exitCode).toBe(0);
+    const lines = res.stdout.trim().split('\n');
+    expect(lines).toContain('/etc/hosts: ../../static/etc/hosts');
+    expect(lines).toContain(`/usr/lib/libgreet.so: ${base}/modules/libgreet/libgreet.so`);
+    expect(lines).toContain('/usr/lib/libgreet.so.1: ->libgreet.so');
+    // `/**` expanded, in sorted order.
+    const web = lines.filter((l) => l.startsWith('/usr/share/webdocs/'));
+    expect(web.length).toBeGreaterThan(2);
+    expect(lines.some((l) => l.includes('/**'))).toBe(false);
+    const json = await osvb(['manifest', '--osv-base', base, '--json']);
+    const last = JSON.parse(json.stdout.trim().split('\n').pop() as string) as { entries: Array<{ guest: string; kind: string }> };
+    expect(last.entries.find((e) => e.guest === '/dev')?.kind).toBe('dir');
+    expect(last.entries.find((e) => e.guest === '/etc/mnttab')?.kind).toBe('link');
+  });
+
+  it('emits JSON events with --json', async () => {
+    const res = await osvb(['build', '--osv-base', base, '--json']);
+    expect(res.exitCode).toBe(0);
+    const events = res.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    expect(events[0]?.type).toBe('start');
+    expect(events.at(-1)).toMatchObject({ type: 'done', ok: true, modules: 8 });
+  });
+});
+
+describe('make module', () => {
+  it('passes NAME=value words and OSv variables to make, dependencies first', async () => {
+    const root = smallTree({
+      'modules/lib/Makefile': 'module:\n\t@echo "FOO=$$FOO fs_type=$$fs_type mode=$$mode ARCH=$$ARCH base=$$OSV_BASE" > out.txt\n',
+      'modules/app/module.py': API + "api.require('lib')\ndefault = api.run('/app')\n",
+      'modules/app/Makefile': 'module:\n\ttest -f ../lib/out.txt\n',
+    });
+    const res = await osvb(['build', 'image=app', 'fs=rofs', 'FOO=bar baz', '-j2', '--osv-base', root]);
+    expect(res.stderr).not.toContain('error');
+    expect(res.exitCode).toBe(0);
+    expect(fs.readFileSync(path.join(root, 'modules/lib/out.txt'), 'utf8').trim()).toBe(`FOO=bar baz fs_type=rofs mode=release ARCH=x64 base=${root}`);
+  });
+
+  it('reports a failing make with the module, exit code and the last 20 lines; exit status 1', async () => {
+    const lines = Array.from({ length: 30 }, (_, i) => `\t@echo line-${i + 1}`).join('\n');
+    const root = smallTree({ 'modules/broken/Makefile': `module:\n${lines}\n\t@exit 3\n` });
+    const res = await osvb(['build', 'image=broken', '--osv-base', root]);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain('OSVB_MAKE_FAILED');
+    expect(res.stderr).toContain('make failed for broken (exit code 2)');
+    expect(res.stderr).toContain(`${root}/modules/broken/Makefile`);
+    expect(res.stderr).toContain('| line-30');
+    expect(res.stderr).toContain('| line-12');
+    expect(res.stderr).not.toContain('| line-11\n');
+    expect(res.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(fs.existsSync(path.join(root, 'build/release/usr.manifest'))).toBe(false);
+  });
+});
+
+describe('bad input gives a clear error and exit status 2', () => {
+  it('malformed config.json: file, line and column', async () => {
+    const root = smallTree({});
+    fs.writeFileSync(path.join(root, 'config.json'), '{\n  "modules": {\n    "a": { "type": "direct-dir" "path": "/x" }\n  }\n}\n');
+    const res = await osvb(['build', 'image=a', '--osv-base', root]);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain(`error[OSVB_CONFIG_SYNTAX]: ${root}/config.json:3:33: invalid JSON: expected ','`);
+  });
+
+  it('a config.json of the wrong shape points at the key', async () => {
+    const root = smallTree({});
+    fs.writeFileSync(path.join(root, 'config.json'), '{\n  "modules": {\n    "repositories": "modules"\n  }\n}\n');
+    const res = await osvb(['build', 'image=a', '--osv-base', root]);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain(`${root}/config.json:3:21: "modules.repositories" must be a list`);
+  });
+
+  it('unknown module: its name and the config path', async () => {
+    const root = smallTree({});
+    const res = await osvb(['build', 'image=zzz', '--osv-base', root]);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain(`Module not found: zzz. Please check configuration: ${root}/config.json`);
+  });
+
+  it('recursive require: the cycle', async () => {
+    const root = smallTree({
+      'modules/r1/module.py': API + "api.require('r2')\n",
+      'modules/r2/module.py': API + "api.require('r3')\n",
+      'modules/r3/module.py': API + "api.require('r1')\n",
+    });
+    const res = await osvb(['build', 'image=r1', '--osv-base', root]);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain(`${root}/modules/r3/module.py:2: Recursive loading of 'r1' module`);
+    expect(res.stderr).toContain('require cycle: r1 -> r2 -> r3 -> r1');
+  });
+
+  it('conflicting run configurations', async () => {
+    const root = smallTree({ 'modules/a/module.py': API + "default = api.run('/a')\nfg = api.run('/a --fg')\n" });
+    const res = await osvb(['build', 'image=a.fg,a.default', '--osv-base', root]);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain('Desired to run a.default but .fg already selected');
+  });
+
+  it('undefined ${VAR} in a manifest: file and line; nothing written', async () => {
+    const root = smallTree({ 'modules/m/usr.manifest': '[manifest]\n/ok: ${MODULE_DIR}/ok\n# uses ${HOME}\n' });
+    const res = await osvb(['build', 'image=m', '--osv-base', root]);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain(`${root}/modules/m/usr.manifest:3: Undefined variable: HOME`);
+    expect(listFiles(path.join(root, 'build/release'))).toEqual([]);
+  });
+
+  it('a module.py exception shows module.py:LINE, not a worker traceback', async () => {
+    const root = smallTree({ 'modules/m/module.py': API + "\nx = {}['missing']\n" });
+    const res = await osvb(['build', 'image=m', '--osv-base', root]);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain(`${root}/modules/m/module.py:3: KeyError: 'missing'`);
+    expect(res.stderr).not.toContain('Traceback');
+    expect(res.stderr).not.toContain('osvb_worker.py');
+  });
+
+  it('missing python3: says so and how to install it', async () => {
+    const root = smallTree({ 'modules/m/.keep': '' });
+    const res = await osvb(['build', 'image=m', '--osv-base', root], { env: { OSVB_PYTHON: '/nonexistent/python3' } });
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain('OSVB_PYTHON_MISSING');
+    expect(res.stderr).toContain('apt-get install -y python3');
+  });
+
+  it('unknown words and options are named', async () => {
+    const root = smallTree({});
+    const a = await osvb(['build', 'imag', '--osv-base', root]);
+    expect(a.exitCode).toBe(2);
+    expect(a.stderr).toContain('unknown word "imag"');
+    const b = await osvb(['build', '--frobnicate', '--osv-base', root]);
+    expect(b.exitCode).toBe(2);
+    expect(b.stderr).toContain("Unknown option '--frobnicate'");
+    const c = await osvb(['build', 'fs=btrfs', '--osv-base', root]);
+    expect(c.exitCode).toBe(2);
+    expect(c.stderr).toContain('Unknown filesystem "btrfs"');
+  });
+
+  it('a failed build leaves the previous outputs untouched and no temp files', async () => {
+    const root = smallTree({
+      'modules/m/module.py': API + "default = api.run('/m')\n",
+      'modules/m/usr.manifest': '/m: ${MODULE_DIR}/m\n',
+    });
+    expect((await osvb(['build', 'image=m', '--osv-base', root])).exitCode).toBe(0);
+    const build = path.join(root, 'build/release');
+    const before = Object.fromEntries(listFiles(build).map((f) => [f, fs.readFileSync(path.join(build, f), 'utf8')]));
+    fs.writeFileSync(path.join(root, 'modules/m/usr.manifest'), '/m: ${MODULE_DIR}/m\n/n ${MODULE_DIR}/n\n');
+    fs.writeFileSync(path.join(root, 'modules/m/module.py'), API + "default = api.run('/changed')\n");
+    const res = await osvb(['build', 'image=m', '--osv-base', root]);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain(`${root}/modules/m/usr.manifest:2: expected "GUEST: HOST"`);
+    const after = Object.fromEntries(listFiles(build).map((f) => [f, fs.readFileSync(path.join(build, f), 'utf8')]));
+    expect(after).toEqual(before);
+  });
+});
+
+describe('help', () => {
+  it('osvb build --help lists the words', async () => {
+    const res = await osvb(['build', '--help']);
+    expect(res.exitCode).toBe(0);
+    expect(res.stdout).toContain('image=SPEC');
+    expect(res.stdout).toContain('--compat=osv');
+  });
+});
