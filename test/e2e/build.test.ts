@@ -223,6 +223,37 @@ describe('bad input gives a clear error and exit status 2', () => {
   });
 });
 
+describe('fetched modules', () => {
+  it('copies a dir module into BUILD/module/<name> with plain arguments (no shell)', async () => {
+    const root = smallTree({
+      'src/fetched/module.py': API + "default = api.run('/fetched')\n",
+      'src/fetched/usr.manifest': '/f: ${MODULE_DIR}/f\n',
+    });
+    const evil = 'x;touch pwned';
+    fs.writeFileSync(
+      path.join(root, 'config.json'),
+      JSON.stringify({ modules: { fm: { type: 'dir', path: '${OSV_BASE}/src/fetched', name: evil } } }),
+    );
+    const res = await osvb(['build', 'image=fm', '--osv-base', root], { cwd: root });
+    expect(res.stderr).not.toContain('error');
+    expect(res.exitCode).toBe(0);
+    const moduleDir = path.join(root, 'build/release/module', evil);
+    expect(fs.existsSync(path.join(moduleDir, 'module.py'))).toBe(true);
+    expect(fs.existsSync(path.join(root, 'pwned'))).toBe(false);
+    expect(fs.readFileSync(path.join(root, 'build/release/usr.manifest'), 'utf8')).toContain(`/f: ${moduleDir}/f`);
+    expect(fs.readFileSync(path.join(root, 'build/release/cmdline'), 'utf8')).toBe('/fetched');
+  });
+
+  it('a failed fetch leaves no directory behind', async () => {
+    const root = smallTree({});
+    fs.writeFileSync(path.join(root, 'config.json'), JSON.stringify({ modules: { g: { type: 'dir', path: '/does/not/exist', name: 'g' } } }));
+    const res = await osvb(['build', 'image=g', '--osv-base', root]);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain('Command failed with exit code: 1');
+    expect(fs.readdirSync(path.join(root, 'build/release/module'))).toEqual([]);
+  });
+});
+
 describe('help', () => {
   it('osvb build --help lists the words', async () => {
     const res = await osvb(['build', '--help']);
