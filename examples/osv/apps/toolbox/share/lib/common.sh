@@ -1,0 +1,4 @@
+# shared helpers
+toolbox_main() {
+    echo "toolbox: $*"
+}

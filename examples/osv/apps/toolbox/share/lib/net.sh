@@ -1,0 +1,4 @@
+# network helpers
+toolbox_hosts() {
+    cat /etc/hosts
+}

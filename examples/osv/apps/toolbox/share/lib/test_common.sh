@@ -1,0 +1,4 @@
+# test helper, excluded by the FileMap
+test_toolbox_main() {
+    toolbox_main selftest
+}

@@ -1,0 +1,3 @@
+# No modules, no command line (OSv's images/empty.py; used by
+# `--append-manifest`).
+run = []
