@@ -13,7 +13,13 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
         write(`osvb: building ${e.spec} in ${e.osvBase} → ${e.buildPath}`);
         break;
       case 'evaluated':
-        write(`modules: ${e.modules.length ? e.modules.map((m) => (m.run ? `${m.name}.${m.run}` : m.name)).join(', ') : 'none'} (evaluated in ${secs(e.durationMs)})`);
+        if (opts.verbose || !e.cached) {
+          const how = e.cached ? 'evaluation cached' : `evaluated in ${secs(e.durationMs)}${e.reason ? `: ${e.reason}` : ''}`;
+          write(`modules: ${e.modules.length ? e.modules.map((m) => (m.run ? `${m.name}.${m.run}` : m.name)).join(', ') : 'none'} (${how})`);
+        }
+        break;
+      case 'module-restored':
+        if (opts.verbose) write(`restored ${e.name} (${secs(e.durationMs)})`);
         break;
       case 'module-built':
         write(`built ${e.name} (${secs(e.durationMs)})`);
@@ -39,9 +45,11 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
       case 'outputs-written':
         if (opts.verbose) for (const f of e.files) write(`wrote ${f}`);
         break;
-      case 'done':
-        write(`${e.modules} module${e.modules === 1 ? '' : 's'}: ${e.built} built in ${secs(e.durationMs)}`);
+      case 'done': {
+        const parts = [`${e.restored} restored`, `${e.built} built`];
+        write(`${e.modules} module${e.modules === 1 ? '' : 's'}: ${parts.join(', ')} in ${secs(e.durationMs)}`);
         break;
+      }
       case 'module-start':
         if (opts.verbose) write(`building ${e.name}`);
         break;

@@ -27,6 +27,144 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'shi
 from osv.modules import resolve, api, filemap  # noqa: E402
 from osv.modules.resolve import OsvbShimError  # noqa: E402
 
+import shutil  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------------
+# What an evaluation looked at. The engine caches an evaluation and reuses it only while every
+# file it read, directory it listed, path it tested and variable it read is unchanged; so every
+# such access made while module.py code runs is recorded here (audit hooks for opens, listings
+# and processes; wrappers for stat and the environment). Python's own files are left out.
+
+class _Recorder(object):
+    def __init__(self):
+        self.active = False
+        self.files = set()
+        self.dirs = set()
+        self.stats = {}
+        self.env = set()
+        self.env_all = False
+        self.uncacheable = []
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.skip = tuple(p for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, here} if p)
+
+    def reset(self):
+        self.__init__()
+
+    def _path(self, p):
+        if isinstance(p, bytes):
+            p = os.fsdecode(p)
+        if not isinstance(p, str):
+            p = os.fspath(p) if hasattr(p, '__fspath__') else None
+        if p is None:
+            return None
+        p = os.path.abspath(p)
+        if p.startswith(self.skip):
+            return None
+        return p
+
+    def audit(self, event, args):
+        if not self.active:
+            return
+        if event == 'open':
+            path, mode, flags = args
+            if isinstance(path, int):
+                return
+            p = self._path(path)
+            if p is None:
+                return
+            writing = (isinstance(mode, str) and any(c in mode for c in 'wax+')) or \
+                      (mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            if writing:
+                self.uncacheable.append('module.py code wrote ' + p)
+            else:
+                self.files.add(p)
+        elif event in ('os.listdir', 'os.scandir'):
+            p = self._path(args[0] if args and args[0] is not None else '.')
+            if p is not None:
+                self.dirs.add(p)
+        elif event == 'subprocess.Popen':
+            executable, argv = args[0], args[1]
+            prog = executable or (argv[0] if isinstance(argv, (list, tuple)) and argv else argv)
+            if isinstance(prog, (str, bytes)):
+                prog = os.fsdecode(prog)
+                resolved = prog if os.sep in prog else shutil.which(prog)
+                self.env.add('PATH')
+                if resolved:
+                    self.files.add(os.path.abspath(resolved))
+            else:
+                self.uncacheable.append('module.py code started a process')
+        elif event in ('os.system', 'os.exec', 'os.posix_spawn', 'os.spawn', 'os.fork'):
+            self.uncacheable.append('module.py code ran %s' % event)
+
+    def stat(self, path, follow):
+        if not self.active:
+            return
+        p = self._path(path) if not isinstance(path, int) else None
+        if p is not None:
+            key = ('S:' if follow else 'L:') + p
+            self.stats[key] = True
+
+    def export(self):
+        return {
+            'files': sorted(self.files),
+            'dirs': sorted(self.dirs),
+            'stats': sorted(k for k in self.stats),
+            'env': sorted(self.env),
+            'envAll': self.env_all,
+            'uncacheable': self.uncacheable[:5],
+        }
+
+
+RECORDER = _Recorder()
+sys.addaudithook(RECORDER.audit)
+
+_real_stat = os.stat
+_real_lstat = os.lstat
+
+
+def _recording_stat(path, *a, **kw):
+    RECORDER.stat(path, kw.get('follow_symlinks', True))
+    return _real_stat(path, *a, **kw)
+
+
+def _recording_lstat(path, *a, **kw):
+    RECORDER.stat(path, False)
+    return _real_lstat(path, *a, **kw)
+
+
+os.stat = _recording_stat
+os.lstat = _recording_lstat
+
+
+def _env_name(key):
+    return os.fsdecode(key) if isinstance(key, bytes) else str(key)
+
+
+class _RecordingEnviron(os._Environ):
+    def __getitem__(self, key):
+        if RECORDER.active:
+            RECORDER.env.add(_env_name(key))
+        return os._Environ.__getitem__(self, key)
+
+    def __contains__(self, key):
+        if RECORDER.active:
+            RECORDER.env.add(_env_name(key))
+        return os._Environ.__contains__(self, key)
+
+    def __iter__(self):
+        if RECORDER.active:
+            RECORDER.env_all = True
+        return os._Environ.__iter__(self)
+
+    def copy(self):
+        if RECORDER.active:
+            RECORDER.env_all = True
+        return dict(self)
+
+
+os.environ.__class__ = _RecordingEnviron
+
 
 def _send(obj):
     _proto_out.write(json.dumps(obj) + '\n')
@@ -184,6 +322,17 @@ def evaluate(params):
     api.run_on_init.next_sequence = 0
     st = resolve._state
     spec = params['spec']
+    RECORDER.reset()
+    RECORDER.active = True
+    try:
+        result = _evaluate(params, st, spec)
+    finally:
+        RECORDER.active = False
+    result['reads'] = RECORDER.export()
+    return result
+
+
+def _evaluate(params, st, spec):
 
     origins = []
     if spec['kind'] == 'image':
@@ -260,6 +409,8 @@ def _describe(e):
     else:
         text = str(e)
         out = {'code': 'OSVB_MODULE_PY', 'message': '%s: %s' % (type(e).__name__, text) if text else type(e).__name__}
+        if os.environ.get('OSVB_DEBUG_WORKER'):
+            out['details'] = traceback.format_exception(e)
         user = [fs for fs in entries if fs.filename in resolve._state.user_files]
         if user:
             out['details'] = ['%s:%d: %s' % (fs.filename, fs.lineno, (fs.line or '').strip()) for fs in user[-5:]]

@@ -8,5 +8,7 @@ export * from './build/index.js';
 export * from './manifest/index.js';
 export * from './image/index.js';
 export * from './report/index.js';
+export * from './hash/index.js';
+export * from './cache/index.js';
 export * from './pipeline/index.js';
-export const ENGINE_VERSION = '0.1.0';
+export { ENGINE_VERSION } from './version.js';

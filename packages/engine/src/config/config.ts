@@ -37,6 +37,8 @@ interface RawEntry {
 
 export interface OsvConfig {
   file: string;
+  /** Names of the `${VAR}`s the config files refer to (their values shape every lookup). */
+  variables: string[];
   /** The `default` list, if present. */
   defaults: string[] | undefined;
   /** All files read (config.json first, then includes), for hashing and watching. */
@@ -52,6 +54,8 @@ export interface LoadConfigOptions {
   buildPath: string;
   /** Environment used for `${VAR}` expansion (OSv expands with the process environment). */
   env: Readonly<Record<string, string | undefined>>;
+  /** Told about every existence test a lookup makes (for cached evaluation). */
+  onProbe?: (path: string, exists: boolean) => void;
 }
 
 const RESERVED = new Set(['repositories', 'include']);
@@ -115,13 +119,24 @@ export function loadOsvConfig(opts: LoadConfigOptions): OsvConfig {
     }
     for (const repo of repoDirs) {
       const candidate = pyJoin(repo, name);
-      if (fs.existsSync(candidate)) return { name, dir: candidate, type: 'direct-dir', declaredIn: file };
+      const exists = fs.existsSync(candidate);
+      opts.onProbe?.(candidate, exists);
+      if (exists) return { name, dir: candidate, type: 'direct-dir', declaredIn: file };
     }
     return undefined;
   };
 
+  const variables = new Set<string>();
+  for (const f of files) {
+    for (const m of fs.readFileSync(f, 'utf8').matchAll(/\$(\w+|\{[^}]*\})/g)) {
+      const ref = m[1] as string;
+      variables.add(ref.startsWith('{') ? ref.slice(1, -1) : ref);
+    }
+  }
+
   return {
     file,
+    variables: [...variables].sort(),
     defaults: top.default,
     files,
     find,

@@ -6,7 +6,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execa } from 'execa';
 import { OsvbError } from '../errors/index.js';
 import type { LocatedModule } from './config.js';
 
@@ -42,6 +41,7 @@ export async function ensureModuleDir(mod: LocatedModule, log: (line: string) =>
   log(`Fetching ${mod.entry.name ?? mod.name}`);
   fs.mkdirSync(path.dirname(tmp), { recursive: true });
   fs.rmSync(tmp, { recursive: true, force: true });
+  const { execa } = await import('execa');
   const res = await execa(cmd, args, { reject: false, all: true, stdin: 'ignore' });
   if (res.exitCode !== 0 || res.failed) {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -3,15 +3,30 @@
  * file:line:column through the JSON syntax tree. Module entries are checked when a module is
  * looked up, as OSv does: an unused broken entry never fails a build.
  */
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { createRequire } from 'node:module';
+import type { Ajv as AjvClass, ErrorObject, ValidateFunction } from 'ajv';
 import { OsvbError } from '../errors/index.js';
 import { locationOf, type JsonDocument } from './json.js';
 
-const ajv = new Ajv({ allErrors: false, strict: true, strictRequired: false });
+// Ajv is loaded and the schemas compiled only when a config is actually checked: a cached
+// (no-op) build never pays for it.
+const require = createRequire(import.meta.url);
+let ajvInstance: AjvClass | undefined;
+function ajv(): AjvClass {
+  if (!ajvInstance) {
+    const { Ajv } = require('ajv') as typeof import('ajv');
+    ajvInstance = new Ajv({ allErrors: false, strict: true, strictRequired: false });
+  }
+  return ajvInstance;
+}
+function lazy(schema: object): () => ValidateFunction {
+  let fn: ValidateFunction | undefined;
+  return () => (fn ??= ajv().compile(schema));
+}
 
 const stringList = { type: 'array', items: { type: 'string' } } as const;
 
-const validateConfigDoc = ajv.compile({
+const validateConfigDoc = lazy({
   type: 'object',
   required: ['modules'],
   properties: {
@@ -23,12 +38,12 @@ const validateConfigDoc = ajv.compile({
   },
 });
 
-const validateIncludeDoc = ajv.compile({
+const validateIncludeDoc = lazy({
   type: 'object',
   properties: { repositories: stringList, include: stringList },
 });
 
-const validateEntry = ajv.compile({
+const validateEntry = lazy({
   type: 'object',
   required: ['type', 'path'],
   properties: {
@@ -64,7 +79,8 @@ function describe(err: ErrorObject): { path: Array<string | number>; text: strin
   return { path, text };
 }
 
-function check(fn: ValidateFunction, value: unknown, doc: JsonDocument, base: Array<string | number>, prefix: string): void {
+function check(get: () => ValidateFunction, value: unknown, doc: JsonDocument, base: Array<string | number>, prefix: string): void {
+  const fn = get();
   if (fn(value)) return;
   const err = fn.errors?.find((e) => e.keyword !== 'if') ?? fn.errors?.[0];
   if (!err) return;

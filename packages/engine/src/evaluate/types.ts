@@ -67,6 +67,15 @@ export interface EvaluationResult {
   imageRequires: string[];
   /** Every module.py / image config executed. */
   userFiles: string[];
+  /** What the evaluation looked at (present on a fresh evaluation, not in cached records). */
+  reads?: {
+    files: string[];
+    dirs: string[];
+    stats: string[];
+    env: string[];
+    envAll: boolean;
+    uncacheable: string[];
+  };
 }
 
 export type EvaluationSpec =

@@ -4,7 +4,7 @@
  */
 import * as readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { OsvbError, isOsvbError, type OsvbErrorCode } from '../errors/index.js';
 import type { EvaluateParams, EvaluationResult, WorkerErrorRecord } from './types.js';
 
@@ -61,6 +61,7 @@ export class PythonWorker {
 
   static async start(opts: WorkerOptions = {}): Promise<PythonWorker> {
     const python = opts.python ?? process.env['OSVB_PYTHON'] ?? 'python3';
+    const { execa } = await import('execa');
     const proc = execa(python, ['-u', WORKER_SCRIPT], {
       stdin: 'pipe',
       stdout: 'pipe',

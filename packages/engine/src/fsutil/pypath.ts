@@ -81,7 +81,7 @@ export function expandVars(text: string, env: Readonly<Record<string, string | u
   const re = /\$(\w+|\{[^}]*\})/g;
   return text.replace(re, (whole, ref: string) => {
     const name = ref.startsWith('{') ? ref.slice(1, -1) : ref;
-    const value = env[name];
+    const value = Object.hasOwn(env, name) ? env[name] : undefined;
     return value === undefined ? whole : value;
   });
 }

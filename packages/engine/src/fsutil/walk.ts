@@ -6,7 +6,6 @@
  *   raw order needs `opendir` + `readSync`.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { pyJoin } from './pypath.js';
 
 export type WalkOrder = 'sorted' | 'os';
@@ -64,11 +63,19 @@ function isLink(p: string): boolean {
 }
 
 /**
+ * The path the OS resolves for `p` relative to `cwd`: joined, not normalised, so that `x/..`
+ * after a symlink `x` goes where the kernel (and Python, which chdirs) goes.
+ */
+function onDisk(p: string, cwd: string | undefined): string {
+  return cwd === undefined || p === '' || p.startsWith('/') ? p : pyJoin(cwd, p);
+}
+
+/**
  * Walk `top`. Paths are yielded exactly as Python would build them (`top` joined with names,
  * never normalised); a relative `top` is resolved against `cwd` for the file system only.
  */
 export function* pyWalk(top: string, order: WalkOrder, cwd?: string): Generator<WalkStep> {
-  const real = cwd === undefined ? top : path.resolve(cwd, top);
+  const real = onDisk(top, cwd);
   const entries = listDir(real, order);
   if (!entries) return;
   const dirnames: string[] = [];
@@ -80,7 +87,7 @@ export function* pyWalk(top: string, order: WalkOrder, cwd?: string): Generator<
   yield { dirpath: top, dirnames, filenames };
   for (const name of dirnames) {
     const sub = pyJoin(top, name);
-    if (isLink(cwd === undefined ? sub : path.resolve(cwd, sub))) continue;
+    if (isLink(onDisk(sub, cwd))) continue;
     yield* pyWalk(sub, order, cwd);
   }
 }

@@ -110,9 +110,18 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
   return { files, noAppsSelected };
 }
 
+/** Write the outputs that differ from what is on disk (unchanged files keep their mtime). */
 export function writeOsvOutputs(buildPath: string, outputs: OsvOutputs): string[] {
   fs.mkdirSync(buildPath, { recursive: true });
-  const list = [...outputs.files].map(([name, data]) => ({ path: pyJoin(buildPath, name), data }));
+  const list = [...outputs.files]
+    .map(([name, data]) => ({ path: pyJoin(buildPath, name), data }))
+    .filter((f) => {
+      try {
+        return fs.readFileSync(f.path, 'utf8') !== f.data;
+      } catch {
+        return true;
+      }
+    });
   writeFilesAtomic(list);
   return list.map((f) => f.path);
 }

@@ -4,9 +4,8 @@
  * the build path (OSv's image tools run there); strings are never normalised.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { OsvbError } from '../errors/index.js';
-import { pyDirname, pyWalk, type WalkOrder } from '../fsutil/index.js';
+import { pyDirname, pyJoin, pyWalk, type WalkOrder } from '../fsutil/index.js';
 import type { ManifestEntry } from './parse.js';
 
 export interface ExpandOptions {
@@ -45,7 +44,7 @@ export function applyDefines(host: string, defines: Readonly<Record<string, stri
       const repr = '{' + Object.entries(defines).map(([k, v]) => `'${k}': '${v}'`).join(', ') + '}';
       return repr;
     }
-    const value = defines[name as string];
+    const value = Object.hasOwn(defines, name as string) ? defines[name as string] : undefined;
     if (value === undefined) {
       throw new OsvbError('OSVB_MANIFEST_DEFINE', `undefined define %(${name})s in host path "${host}"`, {
         location: where,
@@ -56,8 +55,9 @@ export function applyDefines(host: string, defines: Readonly<Record<string, stri
   });
 }
 
+/** Joined, not normalised: `link/..` must go where the kernel (and OSv's tools, run in cwd) go. */
 function resolveFs(cwd: string, p: string): string {
-  return path.resolve(cwd, p);
+  return p === '' || p.startsWith('/') ? p : pyJoin(cwd, p);
 }
 
 function exists(cwd: string, p: string): boolean {

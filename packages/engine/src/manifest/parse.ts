@@ -13,7 +13,8 @@ export interface ManifestEntry {
   line: number;
 }
 
-const SKIP = /^[ \t]*(|#.*|\[manifest\])$/;
+// `[^\n]` rather than `.`: Python's `.` also matches \r, U+2028 and U+2029.
+const SKIP = /^[ \t]*(|#[^\n]*|\[manifest\])$/;
 
 export function isSkippedLine(rstripped: string): boolean {
   return SKIP.test(rstripped);

@@ -41,6 +41,8 @@ function defaultRegexSource(pattern: string): string {
   // Merge runs of `**` components.
   const merged: string[] = [];
   for (const c of comps) if (!(c === '**' && merged[merged.length - 1] === '**')) merged.push(c);
+  // A trailing `**/` is a trailing `**` (as in OSv: `P/**/` matches what `P/**` matches).
+  if (merged.length > 1 && merged[merged.length - 1] === '' && merged[merged.length - 2] === '**') merged.pop();
   let src = '';
   merged.forEach((c, i) => {
     const last = i === merged.length - 1;

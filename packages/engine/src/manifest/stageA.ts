@@ -32,7 +32,7 @@ export function stageA(input: StageAInput): string {
     const line = pyRstrip(raw);
     if (line === '[manifest]') return;
     let expanded = line.replace(VAR, (_whole, name: string) => {
-      const value = input.variables[name];
+      const value = Object.hasOwn(input.variables, name) ? input.variables[name] : undefined;
       if (value === undefined) {
         throw new OsvbError('OSVB_MANIFEST_UNDEFINED_VAR', `Undefined variable: ${name}`, {
           location: { file: input.file, line: index + 1 },

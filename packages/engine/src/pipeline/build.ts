@@ -1,21 +1,35 @@
 /**
- * `osvb build`: evaluate the image spec, build the selected modules' Makefiles in dependency
- * order (in parallel up to `jobs`), then generate OSv's outputs. The whole run is one
- * function with its side effects behind the stages it calls.
+ * `osvb build`: evaluate the image spec (cached), compute every module's key, restore or build
+ * the selected modules' Makefiles in dependency order (in parallel up to `jobs`), then generate
+ * OSv's outputs. `planBuild` is everything up to the keys, shared with `osvb explain`.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OsvbError, isOsvbError } from '../errors/index.js';
-import { ensureModuleDir, loadOsvConfig, type OsvConfig } from '../config/index.js';
-import { parseImageSpec, PythonWorker, workerErrorToOsvb, type EvaluatedModule, type EvaluationResult, type ParsedImageSpec } from '../evaluate/index.js';
+import { ensureModuleDir, loadOsvConfig } from '../config/index.js';
+import { parseImageSpec, PythonWorker, workerErrorToOsvb, type EvaluatedModule, type EvaluationResult } from '../evaluate/index.js';
 import { ModuleGraph } from '../graph/index.js';
-import { runMake, scheduleGraph } from '../build/index.js';
+import { scheduleGraph } from '../build/index.js';
+import { LocalCache, withLock } from '../cache/index.js';
+import { digestString, initHashing, StatCache, type Digest } from '../hash/index.js';
 import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/index.js';
 import { hasInnerStarStar } from '../manifest/index.js';
 import type { Reporter } from '../report/index.js';
 import { buildEnvironment, findLibgccSDir, hostArch } from './environment.js';
+import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord } from './evalCache.js';
+import {
+  buildAndStore,
+  lockFileFor,
+  lookupBuild,
+  replayLog,
+  restoreOutputs,
+  type ActionContext,
+  type LastBuildRecord,
+} from './moduleAction.js';
+import { keyVariables, moduleKey, moduleKeyInputs, type ModuleKeyInputs } from './moduleKeys.js';
 import { parseBuildWords, type BuildWords } from './words.js';
+import { ENGINE_VERSION } from '../version.js';
 
 export type CompatMode = 'default' | 'osv';
 
@@ -32,43 +46,47 @@ export interface BuildOptions {
   env?: Readonly<Record<string, string | undefined>>;
   reporter?: Reporter;
   signal?: AbortSignal;
-  /** Stream make output lines as events (otherwise kept for failures only). */
+  /** Stream make output lines as events (otherwise kept for failures only); replays logs of restored modules. */
   streamMakeOutput?: boolean;
-  /** Generate outputs but do not write them (used by `osvb manifest`). */
-  dryRun?: boolean;
+  /** The local cache directory (default $OSVB_CACHE_DIR, else <base>/.osvb/cache). */
+  cacheDir?: string;
 }
 
 export interface ResolvedBuild {
   osvBase: string;
   buildPath: string;
+  cacheDir: string;
   words: BuildWords;
   compat: CompatMode;
   arch: string;
   libgccSDir: string;
   env: Record<string, string>;
-  config: OsvConfig;
-  spec: ParsedImageSpec;
+  python: string;
 }
 
-export interface BuildResult {
+export interface BuildPlan {
   resolved: ResolvedBuild;
   evaluation: EvaluationResult;
+  evaluationCached: boolean;
   /** Modules whose files and builds go into the image (after --no-required). */
   modules: EvaluatedModule[];
+  graph: ModuleGraph;
+  keys: Map<string, Digest>;
+  keyInputs: Map<string, ModuleKeyInputs>;
+  last: Map<string, LastBuildRecord | undefined>;
+  cache: LocalCache;
+  statCache: StatCache;
+}
+
+export interface BuildResult extends BuildPlan {
   built: string[];
+  restored: string[];
   outputs: OsvOutputs;
   written: string[];
   durationMs: number;
 }
 
-function imageConfigFor(osvBase: string) {
-  return (name: string): string | undefined => {
-    const file = path.join(osvBase, 'images', `${name}.py`);
-    return fs.existsSync(file) ? file : undefined;
-  };
-}
-
-/** Everything a build needs to know before it runs anything. */
+/** Everything a build needs to know before it reads the tree. */
 export function resolveBuild(opts: BuildOptions): ResolvedBuild {
   const baseEnv = opts.env ?? process.env;
   const words = parseBuildWords(opts.words);
@@ -79,6 +97,7 @@ export function resolveBuild(opts: BuildOptions): ResolvedBuild {
     });
   }
   const buildPath = path.resolve(opts.buildPath ?? baseEnv['OSV_BUILD_PATH'] ?? path.join(osvBase, 'build', words.mode));
+  const cacheDir = path.resolve(opts.cacheDir ?? baseEnv['OSVB_CACHE_DIR'] ?? path.join(osvBase, '.osvb', 'cache'));
   const arch = words.arch ?? hostArch();
   let libgccSDir = opts.libgccSDir ?? words.vars['libgcc_s_dir'];
   if (libgccSDir === undefined) {
@@ -87,22 +106,60 @@ export function resolveBuild(opts: BuildOptions): ResolvedBuild {
     if (found.warning) opts.reporter?.({ type: 'warning', text: found.warning });
   }
   const env = buildEnvironment({ base: baseEnv, words, osvBase, buildPath, arch, libgccSDir });
-  const config = loadOsvConfig({ osvBase, buildPath, env });
-  const spec = parseImageSpec(words.spec, { imageConfigFor: imageConfigFor(osvBase), defaults: config.defaults });
-  return { osvBase, buildPath, words, compat: opts.compat ?? 'default', arch, libgccSDir: env['libgcc_s_dir'] ?? '', env, config, spec };
+  return {
+    osvBase,
+    buildPath,
+    cacheDir,
+    words,
+    compat: opts.compat ?? 'default',
+    arch,
+    libgccSDir: env['libgcc_s_dir'] ?? '',
+    env,
+    python: baseEnv['OSVB_PYTHON'] ?? 'python3',
+  };
 }
 
-export async function evaluateImage(resolved: ResolvedBuild, reporter: Reporter): Promise<EvaluationResult> {
+interface Evaluated {
+  evaluation: EvaluationResult;
+  selected: string[];
+  cached: boolean;
+  reason?: string;
+}
+
+/** Evaluate the image spec: from the cache while nothing it looked at changed, else with python3. */
+async function evaluateCached(resolved: ResolvedBuild, cache: LocalCache, statCache: StatCache, reporter: Reporter): Promise<Evaluated> {
+  const key = evalCacheKey({ engine: ENGINE_VERSION, osvBase: resolved.osvBase, buildPath: resolved.buildPath, spec: resolved.words.spec, python: resolved.python });
+  const rec = loadEvalRecord(cache, key);
+  let reason: string | undefined;
+  if (rec) {
+    reason = staleRead(rec.reads, resolved.env, statCache);
+    if (!reason) return { evaluation: rec.result, selected: rec.selected, cached: true };
+  }
+  const startedAt = Date.now();
+  const probes: Array<[string, boolean]> = [];
+  const config = loadOsvConfig({ osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, onProbe: (p, e) => probes.push([p, e]) });
+  const spec = parseImageSpec(resolved.words.spec, {
+    imageConfigFor: (name) => {
+      const file = path.join(resolved.osvBase, 'images', `${name}.py`);
+      const exists = fs.existsSync(file);
+      probes.push([file, exists]);
+      return exists ? file : undefined;
+    },
+    defaults: config.defaults,
+  });
   const worker = await PythonWorker.start({
+    python: resolved.python,
     onOutput: (line) => reporter({ type: 'module-py-output', line }),
     onLog: (text) => reporter({ type: 'log', text }),
   });
+  let evaluation: EvaluationResult;
   try {
-    return await worker.evaluate(
-      { osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, spec: resolved.spec.spec },
+    evaluation = await worker.evaluate(
+      { osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, spec: spec.spec },
       {
         locate: async (name) => {
-          const located = resolved.config.locate(name);
+          const located = config.locate(name);
+          probes.push([located.dir, fs.existsSync(located.dir)]);
           await ensureModuleDir(located, (text) => reporter({ type: 'log', text }));
           return { dir: located.dir, type: located.type };
         },
@@ -111,90 +168,190 @@ export async function evaluateImage(resolved: ResolvedBuild, reporter: Reporter)
   } finally {
     await worker.close();
   }
+  const { reads, ...result } = evaluation;
+  if (reads) {
+    const recorded = recordReads(reads, { files: config.files, probes, env: [...config.variables, 'OSV_BASE', 'OSV_BUILD_PATH'] }, resolved.env, statCache, startedAt);
+    if ('uncacheable' in recorded) {
+      reporter({ type: 'log', text: `evaluation not cached: ${recorded.uncacheable}` });
+    } else {
+      const record: EvalRecord = { reads: recorded, selected: spec.selected, result };
+      cache.putAction(EVAL_NAMESPACE, key, record);
+    }
+  }
+  return { evaluation: result, selected: spec.selected, cached: false, ...(reason ? { reason } : {}) };
+}
+
+function lastNamespace(osvBase: string): string {
+  return `last/${digestString(osvBase)}`;
+}
+
+function readLast(cache: LocalCache, osvBase: string, name: string): LastBuildRecord | undefined {
+  try {
+    return cache.getAction<LastBuildRecord>(lastNamespace(osvBase), digestString(name));
+  } catch {
+    return undefined;
+  }
+}
+
+function hasMakefile(m: EvaluatedModule): boolean {
+  return fs.existsSync(path.join(m.dir, 'Makefile'));
+}
+
+/** Evaluate and compute keys: everything `build` and `explain` share; runs no make. */
+export async function planBuild(opts: BuildOptions): Promise<BuildPlan> {
+  const reporter = opts.reporter ?? (() => {});
+  const resolved = resolveBuild(opts);
+  await initHashing();
+  const cache = new LocalCache(resolved.cacheDir);
+  const statCache = new StatCache(path.join(resolved.cacheDir, 'stat-cache.json'));
+  reporter({ type: 'start', osvBase: resolved.osvBase, buildPath: resolved.buildPath, spec: resolved.words.spec });
+
+  const evalStart = performance.now();
+  const ev = await evaluateCached(resolved, cache, statCache, reporter);
+  const modules = resolved.words.noRequired ? ev.evaluation.modules.filter((m) => ev.selected.includes(m.name)) : ev.evaluation.modules;
+  reporter({
+    type: 'evaluated',
+    modules: modules.map((m) => ({ name: m.name, run: m.run })),
+    durationMs: performance.now() - evalStart,
+    cached: ev.cached,
+    ...(ev.reason ? { reason: ev.reason } : {}),
+  });
+
+  const graph = new ModuleGraph(modules.map((m) => ({ name: m.name, requires: m.requires })));
+  const keyCtx = {
+    engine: ENGINE_VERSION,
+    osvBase: resolved.osvBase,
+    buildPath: resolved.buildPath,
+    env: resolved.env,
+    words: resolved.words.exported.map(([n]) => n),
+    statCache,
+  };
+  const vars = keyVariables(keyCtx);
+  const keys = new Map<string, Digest>();
+  const keyInputs = new Map<string, ModuleKeyInputs>();
+  const last = new Map<string, LastBuildRecord | undefined>();
+  const byName = new Map(modules.map((m) => [m.name, m]));
+  for (const name of graph.order) {
+    const m = byName.get(name) as EvaluatedModule;
+    const prev = readLast(cache, resolved.osvBase, name);
+    last.set(name, prev);
+    const deps: Record<string, string> = {};
+    for (const d of graph.dependenciesOf(name)) deps[d] = keys.get(d) as string;
+    const inputs = moduleKeyInputs(m, keyCtx, vars, new Set(prev?.outputs ?? []), deps);
+    keyInputs.set(name, inputs);
+    keys.set(name, moduleKey(inputs));
+  }
+  return { resolved, evaluation: ev.evaluation, evaluationCached: ev.cached, modules, graph, keys, keyInputs, last, cache, statCache };
+}
+
+function warnInnerStarStar(plan: BuildPlan, reporter: Reporter): void {
+  for (const m of plan.modules) {
+    for (const fm of [m.usrFiles, m.bootfsFiles]) {
+      for (const mp of fm?.mappings ?? []) {
+        for (const f of mp.filters) {
+          if (!hasInnerStarStar(f.pattern)) continue;
+          const where = mp.site ? `${mp.site.file}:${mp.site.line}: ` : '';
+          reporter({
+            type: 'warning',
+            text:
+              plan.resolved.compat === 'osv'
+                ? `${where}pattern "${f.pattern}" has "**" followed by more components: it matches nothing (as in OSv)`
+                : `${where}pattern "${f.pattern}": "**/" matches any number of directories here; OSv's own tool matches nothing with it`,
+          });
+        }
+      }
+    }
+  }
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const started = performance.now();
   const reporter = opts.reporter ?? (() => {});
-  const resolved = resolveBuild(opts);
-  reporter({ type: 'start', osvBase: resolved.osvBase, buildPath: resolved.buildPath, spec: resolved.words.spec });
+  const plan = await planBuild(opts);
+  const { resolved, modules, graph, keys, keyInputs, cache, statCache } = plan;
   fs.mkdirSync(resolved.buildPath, { recursive: true });
+  warnInnerStarStar(plan, reporter);
 
-  const evalStart = performance.now();
-  const evaluation = await evaluateImage(resolved, reporter);
-  const modules = resolved.words.noRequired
-    ? evaluation.modules.filter((m) => resolved.spec.selected.includes(m.name))
-    : evaluation.modules;
-  reporter({ type: 'evaluated', modules: modules.map((m) => ({ name: m.name, run: m.run })), durationMs: performance.now() - evalStart });
-
-  for (const m of modules) {
-    for (const fm of [m.usrFiles, m.bootfsFiles]) {
-      for (const mp of fm?.mappings ?? []) {
-        for (const f of mp.filters) {
-          if (hasInnerStarStar(f.pattern)) {
-            const where = mp.site ? `${mp.site.file}:${mp.site.line}: ` : '';
-            reporter({
-              type: 'warning',
-              text:
-                resolved.compat === 'osv'
-                  ? `${where}pattern "${f.pattern}" has "**" followed by more components: it matches nothing (as in OSv)`
-                  : `${where}pattern "${f.pattern}": "**/" matches any number of directories here; OSv's own tool matches nothing with it`,
-            });
-          }
-        }
-      }
-    }
-  }
-
-  // make module, dependencies first, in parallel.
-  const graph = new ModuleGraph(modules.map((m) => ({ name: m.name, requires: m.requires })));
   const byName = new Map(modules.map((m) => [m.name, m]));
-  const withMakefile = modules.filter((m) => fs.existsSync(path.join(m.dir, 'Makefile'))).map((m) => m.name);
+  const withMakefile = modules.filter(hasMakefile).map((m) => m.name);
   const jobs = resolved.words.jobs;
   const concurrency = opts.concurrency ?? (jobs && jobs !== '-' ? Number(jobs) : os.availableParallelism());
   const built: string[] = [];
+  const restored: string[] = [];
+  const lastNs = lastNamespace(resolved.osvBase);
+  const saveLast = (name: string, status: LastBuildRecord['status'], outputs: string[]): void => {
+    const rec: LastBuildRecord = { key: keys.get(name) as string, inputs: keyInputs.get(name) as ModuleKeyInputs, outputs, status, at: new Date().toISOString() };
+    cache.putAction(lastNs, digestString(name), rec);
+  };
+
   const outcomes = await scheduleGraph(
     graph,
     withMakefile,
     async (name) => {
       const m = byName.get(name) as EvaluatedModule;
-      reporter({ type: 'module-start', name });
-      try {
-        const res = await runMake({
-          moduleName: name,
-          dir: m.dir,
-          jobs,
-          env: resolved.env,
-          ...(opts.signal ? { signal: opts.signal } : {}),
-          ...(opts.streamMakeOutput ? { onLine: (line: string) => reporter({ type: 'make-output', name, line }) } : {}),
-        });
-        built.push(name);
-        reporter({ type: 'module-built', name, durationMs: res.durationMs });
-      } catch (e) {
-        const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', String(e));
-        reporter({ type: 'module-failed', name, error: err });
-        throw err;
-      }
+      const key = keys.get(name) as string;
+      const t0 = performance.now();
+      const actx: ActionContext = {
+        cache,
+        statCache,
+        env: resolved.env,
+        jobs,
+        warn: (text) => reporter({ type: 'warning', text: `${name}: ${text}` }),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.streamMakeOutput ? { onLine: (line: string) => reporter({ type: 'make-output', name, line }) } : {}),
+      };
+      const tryRestore = (): boolean => {
+        const rec = lookupBuild(key, actx);
+        if (!rec || !restoreOutputs(m.dir, rec, actx)) return false;
+        replayLog(rec, actx);
+        restored.push(name);
+        saveLast(name, 'restored', rec.outputs.map((o) => o.path));
+        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0 });
+        return true;
+      };
+      if (tryRestore()) return;
+      await withLock(
+        lockFileFor(cache, m.dir),
+        async () => {
+          // Another build may have built it while we waited for the lock.
+          if (tryRestore()) return;
+          reporter({ type: 'module-start', name });
+          try {
+            const inputs = new Set(Object.keys(keyInputs.get(name)?.files ?? {}));
+            const rec = await buildAndStore(name, m.dir, key, inputs, actx);
+            built.push(name);
+            saveLast(name, 'built', rec.outputs.map((o) => o.path));
+            reporter({ type: 'module-built', name, durationMs: performance.now() - t0 });
+          } catch (e) {
+            const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
+            reporter({ type: 'module-failed', name, error: err });
+            throw err;
+          }
+        },
+        opts.signal,
+      );
     },
     { jobs: concurrency, keepGoing: opts.keepGoing ?? false },
   );
+  for (const m of modules) if (!withMakefile.includes(m.name)) saveLast(m.name, 'restored', []);
+  statCache.save();
+
   const failures = [...outcomes.values()].filter((o) => o.status === 'failed');
-  for (const [name, o] of outcomes) if (o.status === 'skipped' && byName.has(name) && withMakefile.includes(name)) reporter({ type: 'module-skipped', name, reason: o.reason });
+  for (const [name, o] of outcomes) if (o.status === 'skipped' && withMakefile.includes(name)) reporter({ type: 'module-skipped', name, reason: o.reason });
   if (failures.length > 0) {
-    const first = failures[0] as { error: unknown };
-    if (failures.length === 1) throw first.error;
-    const errs = failures.map((f) => (f as { error: OsvbError }).error);
+    const errs = failures.map((f) => (f as { error: unknown }).error).map((e) => (isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', String(e))));
+    if (errs.length === 1) throw errs[0];
     throw new OsvbError('OSVB_MAKE_FAILED', `${errs.length} modules failed to build: ${errs.map((e) => e.message).join('; ')}`, {
       details: errs.flatMap((e) => [e.format(), '']),
     });
   }
 
-  if (evaluation.appsError) throw workerErrorToOsvb(evaluation.appsError);
+  if (plan.evaluation.appsError) throw workerErrorToOsvb(plan.evaluation.appsError);
   const outputs = generateOsvOutputs({
     osvBase: resolved.osvBase,
     buildPath: resolved.buildPath,
     modules,
-    apps: evaluation.apps ?? [],
+    apps: plan.evaluation.apps ?? [],
     usrSkel: resolved.words.usrSkel,
     libgccSDir: resolved.libgccSDir,
     walkOrder: resolved.compat === 'osv' ? 'os' : 'sorted',
@@ -202,9 +359,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     appendManifest: resolved.words.appendManifest,
   });
   if (outputs.noAppsSelected) reporter({ type: 'log', text: 'No apps selected' });
-  const written = opts.dryRun ? [] : writeOsvOutputs(resolved.buildPath, outputs);
-  if (!opts.dryRun) reporter({ type: 'outputs-written', files: written });
+  const written = writeOsvOutputs(resolved.buildPath, outputs);
+  reporter({ type: 'outputs-written', files: written });
   const durationMs = performance.now() - started;
-  reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, failed: 0 });
-  return { resolved, evaluation, modules, built, outputs, written, durationMs };
+  reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached });
+  return { ...plan, built, restored, outputs, written, durationMs };
 }
+
+export { PythonWorker };

@@ -5,9 +5,10 @@ import type { OsvbError } from '../errors/index.js';
 
 export type BuildEvent =
   | { type: 'start'; osvBase: string; buildPath: string; spec: string }
-  | { type: 'evaluated'; modules: Array<{ name: string; run: string | null }>; durationMs: number }
+  | { type: 'evaluated'; modules: Array<{ name: string; run: string | null }>; durationMs: number; cached: boolean; reason?: string }
   | { type: 'module-start'; name: string }
   | { type: 'module-built'; name: string; durationMs: number }
+  | { type: 'module-restored'; name: string; durationMs: number }
   | { type: 'module-failed'; name: string; error: OsvbError }
   | { type: 'module-skipped'; name: string; reason: string }
   | { type: 'make-output'; name: string; line: string }
@@ -15,7 +16,7 @@ export type BuildEvent =
   | { type: 'log'; text: string }
   | { type: 'warning'; text: string }
   | { type: 'outputs-written'; files: string[] }
-  | { type: 'done'; ok: boolean; durationMs: number; modules: number; built: number; failed: number };
+  | { type: 'done'; ok: boolean; durationMs: number; modules: number; built: number; restored: number; failed: number; evaluationCached: boolean };
 
 export type Reporter = (event: BuildEvent) => void;
 

@@ -1,0 +1,2 @@
+export { LocalCache, CorruptEntryError, type CacheEntryStats } from './local.js';
+export { withLock } from './lock.js';

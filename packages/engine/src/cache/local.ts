@@ -1,0 +1,259 @@
+/**
+ * The local cache: a content-addressed blob store (CAS) and an action cache (AC: key → record),
+ * under one directory (default `<base>/.osvb/cache`). Every write is a temp file renamed into
+ * place, so two builds can share the cache and a killed build leaves no torn entry; every blob
+ * is verified against its digest when read, and a corrupt one is dropped.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { digestBytes, digestFile, type Digest } from '../hash/index.js';
+
+export interface CacheEntryStats {
+  blobs: number;
+  blobBytes: number;
+  actions: number;
+  actionBytes: number;
+  other: number;
+  otherBytes: number;
+}
+
+export class CorruptEntryError extends Error {
+  constructor(
+    readonly kind: 'blob' | 'action',
+    readonly id: string,
+  ) {
+    super(`corrupt ${kind} ${id} in the cache`);
+  }
+}
+
+function tmpName(dir: string): string {
+  return path.join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+}
+
+export class LocalCache {
+  readonly casDir: string;
+  readonly acDir: string;
+
+  constructor(readonly root: string) {
+    this.casDir = path.join(root, 'cas');
+    this.acDir = path.join(root, 'ac');
+  }
+
+  private blobPath(d: Digest): string {
+    return path.join(this.casDir, d.slice(0, 2), d);
+  }
+
+  private actionPath(namespace: string, key: string): string {
+    return path.join(this.acDir, namespace, key.slice(0, 2), `${key}.json`);
+  }
+
+  hasBlob(d: Digest): boolean {
+    return fs.existsSync(this.blobPath(d));
+  }
+
+  /** Store a file's content under its (already computed) digest. Copies, never links. */
+  putBlobFromFile(d: Digest, file: string): void {
+    const target = this.blobPath(d);
+    if (fs.existsSync(target)) return;
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    const tmp = tmpName(path.dirname(target));
+    try {
+      fs.copyFileSync(file, tmp, fs.constants.COPYFILE_FICLONE);
+      // The file may have changed since it was hashed: store only what matches the digest.
+      if (digestFile(tmp) !== d) {
+        fs.rmSync(tmp, { force: true });
+        throw new Error(`${file} changed while it was being stored`);
+      }
+      fs.chmodSync(tmp, 0o444);
+      fs.renameSync(tmp, target);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  putBlobBytes(data: Uint8Array): Digest {
+    const d = digestBytes(data);
+    const target = this.blobPath(d);
+    if (fs.existsSync(target)) return d;
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    const tmp = tmpName(path.dirname(target));
+    try {
+      fs.writeFileSync(tmp, data, { mode: 0o444 });
+      fs.renameSync(tmp, target);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+    return d;
+  }
+
+  /** Read a blob and verify it; a corrupt blob is deleted and reported. */
+  readBlob(d: Digest): Buffer | undefined {
+    let data: Buffer;
+    try {
+      data = fs.readFileSync(this.blobPath(d));
+    } catch {
+      return undefined;
+    }
+    if (digestBytes(data) !== d) {
+      fs.rmSync(this.blobPath(d), { force: true });
+      throw new CorruptEntryError('blob', d);
+    }
+    return data;
+  }
+
+  /**
+   * Copy a blob to `dest` (temp + rename), verifying the copy's digest. Returns false when the
+   * blob is missing; throws CorruptEntryError (after deleting it) when it does not verify.
+   */
+  restoreBlob(d: Digest, dest: string, mode: number): boolean {
+    const src = this.blobPath(d);
+    if (!fs.existsSync(src)) return false;
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    const tmp = tmpName(path.dirname(dest));
+    try {
+      fs.copyFileSync(src, tmp, fs.constants.COPYFILE_FICLONE);
+      if (digestFile(tmp) !== d) {
+        fs.rmSync(src, { force: true });
+        throw new CorruptEntryError('blob', d);
+      }
+      fs.chmodSync(tmp, mode & 0o7777);
+      fs.renameSync(tmp, dest);
+      return true;
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  /** Touch a blob (for LRU garbage collection). */
+  touch(d: Digest): void {
+    const now = new Date();
+    try {
+      fs.utimesSync(this.blobPath(d), now, now);
+    } catch {
+      /* gone: the next restore reports it */
+    }
+  }
+
+  getAction<T>(namespace: string, key: string): T | undefined {
+    const p = this.actionPath(namespace, key);
+    let text: string;
+    try {
+      text = fs.readFileSync(p, 'utf8');
+    } catch {
+      return undefined;
+    }
+    try {
+      const rec = JSON.parse(text) as { key: string; value: T };
+      if (rec.key !== key) throw new Error('key mismatch');
+      const now = new Date();
+      fs.utimesSync(p, now, now);
+      return rec.value;
+    } catch {
+      fs.rmSync(p, { force: true });
+      throw new CorruptEntryError('action', key);
+    }
+  }
+
+  putAction(namespace: string, key: string, value: unknown): void {
+    const p = this.actionPath(namespace, key);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    const tmp = tmpName(path.dirname(p));
+    try {
+      fs.writeFileSync(tmp, JSON.stringify({ key, value }));
+      fs.renameSync(tmp, p);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  deleteAction(namespace: string, key: string): void {
+    fs.rmSync(this.actionPath(namespace, key), { force: true });
+  }
+
+  private *files(dir: string): Generator<{ path: string; size: number; mtimeMs: number }> {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) yield* this.files(p);
+      else {
+        try {
+          const st = fs.statSync(p);
+          yield { path: p, size: st.size, mtimeMs: st.mtimeMs };
+        } catch {
+          /* removed meanwhile */
+        }
+      }
+    }
+  }
+
+  stats(): CacheEntryStats {
+    const s: CacheEntryStats = { blobs: 0, blobBytes: 0, actions: 0, actionBytes: 0, other: 0, otherBytes: 0 };
+    for (const f of this.files(this.casDir)) {
+      s.blobs++;
+      s.blobBytes += f.size;
+    }
+    for (const f of this.files(this.acDir)) {
+      s.actions++;
+      s.actionBytes += f.size;
+    }
+    return s;
+  }
+
+  /** Remove least recently used entries until the cache is at most maxBytes. */
+  gc(maxBytes: number): { removed: number; freedBytes: number; sizeBytes: number } {
+    const all = [...this.files(this.casDir), ...this.files(this.acDir)].sort((a, b) => a.mtimeMs - b.mtimeMs);
+    let total = all.reduce((n, f) => n + f.size, 0);
+    let removed = 0;
+    let freed = 0;
+    for (const f of all) {
+      if (total <= maxBytes) break;
+      fs.rmSync(f.path, { force: true });
+      total -= f.size;
+      freed += f.size;
+      removed++;
+    }
+    return { removed, freedBytes: freed, sizeBytes: total };
+  }
+
+  clean(): void {
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
+
+  /** Check every blob and action record; corrupt ones are removed. */
+  verify(): { blobs: number; actions: number; corrupt: string[] } {
+    const corrupt: string[] = [];
+    let blobs = 0;
+    let actions = 0;
+    for (const f of this.files(this.casDir)) {
+      const name = path.basename(f.path);
+      if (name.startsWith('.tmp-')) continue;
+      blobs++;
+      if (digestFile(f.path) !== name) {
+        corrupt.push(f.path);
+        fs.rmSync(f.path, { force: true });
+      }
+    }
+    for (const f of this.files(this.acDir)) {
+      if (path.basename(f.path).startsWith('.tmp-')) continue;
+      actions++;
+      try {
+        const rec = JSON.parse(fs.readFileSync(f.path, 'utf8')) as { key?: unknown };
+        if (`${String(rec.key)}.json` !== path.basename(f.path)) throw new Error('key mismatch');
+      } catch {
+        corrupt.push(f.path);
+        fs.rmSync(f.path, { force: true });
+      }
+    }
+    return { blobs, actions, corrupt };
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Cached evaluation. An evaluation record remembers everything the evaluation looked at —
+ * files read (by digest), directories listed, paths tested, environment variables read,
+ * config files, module lookups — and is reused only while all of them are unchanged. A
+ * module.py that writes files or runs a shell command is never cached.
+ */
+import * as fs from 'node:fs';
+import { canonicalJson, digestString, digestValue, type Digest, type StatCache } from '../hash/index.js';
+import type { LocalCache } from '../cache/index.js';
+import type { EvaluationResult } from '../evaluate/index.js';
+
+export interface EvaluationReads {
+  files: string[];
+  dirs: string[];
+  stats: string[];
+  env: string[];
+  envAll: boolean;
+  uncacheable: string[];
+}
+
+export interface RecordedReads {
+  files: Array<[string, string | null]>;
+  dirs: Array<[string, string | null]>;
+  stats: Array<[string, string]>;
+  env: Array<[string, string | null]>;
+  envAll: string | null;
+}
+
+export interface EvalRecord {
+  reads: RecordedReads;
+  /** `--no-required` needs the spec's items; image-config mode has none. */
+  selected: string[];
+  result: EvaluationResult;
+}
+
+export const EVAL_NAMESPACE = 'eval';
+
+function kindOf(p: string, follow: boolean): string {
+  try {
+    const st = follow ? fs.statSync(p) : fs.lstatSync(p);
+    if (st.isSymbolicLink()) return 'link';
+    if (st.isDirectory()) return 'dir';
+    if (st.isFile()) return 'file';
+    return 'other';
+  } catch {
+    return 'missing';
+  }
+}
+
+function fileDigest(statCache: StatCache, p: string): string | null {
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(p, { bigint: true });
+  } catch {
+    return null;
+  }
+  if (!st.isFile()) return st.isDirectory() ? 'dir' : 'other';
+  return statCache.digest(p, st);
+}
+
+function listingDigest(p: string): string | null {
+  try {
+    const names = fs.readdirSync(p).sort();
+    return digestString(names.join('\0'));
+  } catch {
+    return null;
+  }
+}
+
+function envDigest(env: Readonly<Record<string, string>>): Digest {
+  return digestValue(Object.entries(env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** Turn what the worker reported (plus engine-side reads) into a record of current states. */
+export function recordReads(
+  reads: EvaluationReads,
+  extra: { files: string[]; probes: Array<[string, boolean]>; env: string[] },
+  env: Readonly<Record<string, string>>,
+  statCache: StatCache,
+  startedAtMs: number,
+): RecordedReads | { uncacheable: string } {
+  if (reads.uncacheable.length > 0) return { uncacheable: reads.uncacheable[0] as string };
+  const files = [...new Set([...reads.files, ...extra.files])].sort();
+  const recFiles: Array<[string, string | null]> = [];
+  for (const f of files) {
+    try {
+      const st = fs.statSync(f);
+      if (st.mtimeMs >= startedAtMs) return { uncacheable: `${f} changed during evaluation` };
+    } catch {
+      /* missing: recorded as null */
+    }
+    recFiles.push([f, fileDigest(statCache, f)]);
+  }
+  const stats = new Map<string, string>();
+  for (const s of reads.stats) stats.set(s, kindOf(s.slice(2), s.startsWith('S:')));
+  for (const [p, exists] of extra.probes) stats.set(`S:${p}`, exists ? kindOf(p, true) : 'missing');
+  const envNames = [...new Set([...reads.env, ...extra.env])].sort();
+  return {
+    files: recFiles,
+    dirs: reads.dirs.map((d): [string, string | null] => [d, listingDigest(d)]),
+    stats: [...stats].sort(([a], [b]) => (a < b ? -1 : 1)),
+    env: envNames.map((n): [string, string | null] => [n, env[n] ?? null]),
+    envAll: reads.envAll ? envDigest(env) : null,
+  };
+}
+
+/** The first recorded read that no longer holds, or undefined when the record is valid. */
+export function staleRead(rec: RecordedReads, env: Readonly<Record<string, string>>, statCache: StatCache): string | undefined {
+  for (const [n, v] of rec.env) if ((env[n] ?? null) !== v) return `environment variable ${n} changed`;
+  if (rec.envAll !== null && rec.envAll !== envDigest(env)) return 'the environment changed (module.py read all of it)';
+  for (const [k, kind] of rec.stats) if (kindOf(k.slice(2), k.startsWith('S:')) !== kind) return `${k.slice(2)} was added, removed or changed type`;
+  for (const [d, digest] of rec.dirs) if (listingDigest(d) !== digest) return `directory ${d} changed`;
+  for (const [f, digest] of rec.files) if (fileDigest(statCache, f) !== digest) return `${f} changed`;
+  return undefined;
+}
+
+export function evalCacheKey(parts: { engine: string; osvBase: string; buildPath: string; spec: string; python: string }): Digest {
+  return digestString(canonicalJson(parts));
+}
+
+export function loadEvalRecord(cache: LocalCache, key: string): EvalRecord | undefined {
+  try {
+    return cache.getAction<EvalRecord>(EVAL_NAMESPACE, key);
+  } catch {
+    return undefined;
+  }
+}
