@@ -17,6 +17,7 @@ export const BUILD_OPTIONS = {
   verbose: { type: 'boolean', short: 'v' },
   'libgcc-s-dir': { type: 'string' },
   bootfs: { type: 'boolean' },
+  'cache-dir': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -30,6 +31,7 @@ export interface ParsedBuildArgs {
   verbose: boolean;
   libgccSDir: string | undefined;
   bootfs: boolean;
+  cacheDir: string | undefined;
   help: boolean;
 }
 
@@ -69,6 +71,15 @@ export function parseBuildArgs(argv: readonly string[]): ParsedBuildArgs {
     verbose: v.verbose ?? false,
     libgccSDir: v['libgcc-s-dir'],
     bootfs: v.bootfs ?? false,
+    cacheDir: v['cache-dir'],
     help: v.help ?? false,
   };
+}
+
+/** `500M`, `2G`, `1.5GB`, `1048576` → bytes. */
+export function parseSize(text: string): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (!m) throw new OsvbError('OSVB_USAGE', `"${text}" is not a size`, { hint: 'use a number of bytes or a suffix: 500M, 2G' });
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.floor(Number(m[1]) * unit);
 }

@@ -3,6 +3,8 @@ export const MAIN_HELP = `osvb — incremental, cached, parallel builds of OSv i
 Usage:
   osvb build [WORDS…] [OPTIONS]      build the modules of an image and write OSv's outputs
   osvb manifest [WORDS…] [OPTIONS]   build, then print the expanded guest → host list
+  osvb explain MODULE [WORDS…]       why MODULE will be rebuilt or restored
+  osvb cache stats|gc|clean|verify   inspect and trim the local cache
   osvb --help | --version
 
 Run "osvb build --help" for the words and options.
@@ -34,11 +36,39 @@ Options:
                         order and OSv's FileMap "**" quirk (default: sorted, reproducible walks)
   --libgcc-s-dir DIR    directory of libgcc_s.so.1 (default: found with gcc, like scripts/build)
   --keep-going          after a failed module, keep building the modules that do not need it
+  --cache-dir DIR       the local cache (default: $OSVB_CACHE_DIR, else <base>/.osvb/cache)
   --json                one JSON event per line on stdout
-  -v, --verbose         show make output, module.py progress and stack traces
+  -v, --verbose         show make output (replayed for restored modules), module.py progress,
+                        and stack traces
   -h, --help            this help
 
 osvb manifest also takes --bootfs (print bootfs.manifest instead of usr.manifest).
 
-Exit status: 0 success, 1 a build step failed (make, module.py exit), 2 bad input.
+Each module with a Makefile is a cached action keyed by its input files (all files of its
+directory not ignored by a .gitignore and not produced by its build), its variables, its
+module.py record and the keys of the modules it requires: an unchanged module is restored from
+the cache and make does not run; a changed one is rebuilt with every module that requires it.
+
+Exit status: 0 success, 1 a build step failed (make, module.py exit), 2 bad input,
+130 interrupted.
+`;
+
+export const EXPLAIN_HELP = `Usage: osvb explain MODULE [WORDS…] [OPTIONS]
+
+Says whether MODULE's next build restores it from the cache or runs make, and what changed
+since its last build in this OSv base: input files added, removed or changed, variables,
+its module.py record, required modules. Takes the same words and options as osvb build
+(use the same image words as the build you ask about). --json prints one JSON object.
+`;
+
+export const CACHE_HELP = `Usage: osvb cache COMMAND [--cache-dir DIR | --osv-base DIR] [--json]
+
+Commands:
+  stats                 number and size of blobs and action records
+  gc --max-size SIZE    remove least recently used entries until the cache fits (500M, 2G, …)
+  clean                 remove the whole cache
+  verify                check every blob against its digest and every record; remove the
+                        corrupt ones (exit status 1 when any was found)
+
+The cache is $OSVB_CACHE_DIR, else <osv base>/.osvb/cache (--cache-dir overrides both).
 `;

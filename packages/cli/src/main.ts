@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { build, expandGeneratedManifest, isOsvbError, OsvbError, type Reporter } from '@osv-build/engine';
 import { parseBuildArgs, type ParsedBuildArgs } from './args.js';
+import { runCache, runExplain } from './commands.js';
 import { BUILD_HELP, MAIN_HELP } from './help.js';
 import { jsonReporter, textReporter } from './reporter.js';
 
@@ -33,6 +34,7 @@ async function runBuild(argv: string[], printManifest: boolean): Promise<number>
       compat: args.compat,
       keepGoing: args.keepGoing,
       libgccSDir: args.libgccSDir,
+      cacheDir: args.cacheDir,
       reporter,
       signal: controller.signal,
       streamMakeOutput: args.verbose,
@@ -79,6 +81,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runBuild(rest, false);
       case 'manifest':
         return await runBuild(rest, true);
+      case 'explain':
+        return await runExplain(rest);
+      case 'cache':
+        return await runCache(rest);
       default:
         throw new OsvbError('OSVB_USAGE', `unknown command "${cmd}"`, { hint: 'commands: build, manifest; see osvb --help' });
     }
@@ -89,6 +95,6 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(err.format() + '\n');
     if (verbose && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
-    return err.exitCode;
+    return err.code === 'OSVB_INTERRUPTED' ? 130 : err.exitCode;
   }
 }

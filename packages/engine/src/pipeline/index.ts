@@ -4,3 +4,4 @@ export { BUILD_NAMESPACE, type ModuleBuildRecord, type LastBuildRecord, type Out
 export { parseBuildWords, type BuildWords, type FsType } from './words.js';
 export { buildEnvironment, findLibgccSDir, hostArch } from './environment.js';
 export { expandGeneratedManifest } from './manifest.js';
+export { explainModule, type Explanation } from './explain.js';
