@@ -52,10 +52,23 @@ export class LocalCache {
     return fs.existsSync(this.blobPath(d));
   }
 
+  /** True when a stored blob exists and matches its digest (a corrupt one is removed). */
+  private hasGoodBlob(d: Digest): boolean {
+    const target = this.blobPath(d);
+    if (!fs.existsSync(target)) return false;
+    try {
+      if (digestFile(target) === d) return true;
+    } catch {
+      /* unreadable: replace it */
+    }
+    fs.rmSync(target, { force: true });
+    return false;
+  }
+
   /** Store a file's content under its (already computed) digest. Copies, never links. */
   putBlobFromFile(d: Digest, file: string): void {
     const target = this.blobPath(d);
-    if (fs.existsSync(target)) return;
+    if (this.hasGoodBlob(d)) return;
     fs.mkdirSync(path.dirname(target), { recursive: true });
     const tmp = tmpName(path.dirname(target));
     try {
@@ -76,7 +89,7 @@ export class LocalCache {
   putBlobBytes(data: Uint8Array): Digest {
     const d = digestBytes(data);
     const target = this.blobPath(d);
-    if (fs.existsSync(target)) return d;
+    if (this.hasGoodBlob(d)) return d;
     fs.mkdirSync(path.dirname(target), { recursive: true });
     const tmp = tmpName(path.dirname(target));
     try {

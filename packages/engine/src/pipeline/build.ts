@@ -19,6 +19,7 @@ import type { Reporter } from '../report/index.js';
 import { buildEnvironment, findLibgccSDir, hostArch } from './environment.js';
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord } from './evalCache.js';
 import {
+  BUILD_NAMESPACE,
   buildAndStore,
   lockFileFor,
   lookupBuild,
@@ -279,8 +280,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const built: string[] = [];
   const restored: string[] = [];
   const lastNs = lastNamespace(resolved.osvBase);
-  const saveLast = (name: string, status: LastBuildRecord['status'], outputs: string[]): void => {
-    const rec: LastBuildRecord = { key: keys.get(name) as string, inputs: keyInputs.get(name) as ModuleKeyInputs, outputs, status, at: new Date().toISOString() };
+  const saveLast = (name: string, status: LastBuildRecord['status'], outputs: string[], key = keys.get(name) as string, inputs = keyInputs.get(name) as ModuleKeyInputs): void => {
+    const rec: LastBuildRecord = { key, inputs, outputs, status, at: new Date().toISOString() };
     cache.putAction(lastNs, digestString(name), rec);
   };
 
@@ -317,10 +318,23 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
           if (tryRestore()) return;
           reporter({ type: 'module-start', name });
           try {
-            const inputs = new Set(Object.keys(keyInputs.get(name)?.files ?? {}));
-            const rec = await buildAndStore(name, m.dir, key, inputs, actx);
+            const ki = keyInputs.get(name) as ModuleKeyInputs;
+            const rec = await buildAndStore(name, m.dir, key, new Set(Object.keys(ki.files)), actx);
             built.push(name);
-            saveLast(name, 'built', rec.outputs.map((o) => o.path));
+            const outputs = rec.outputs.map((o) => o.path);
+            // Files that were inputs of this key but that the build rewrote are outputs from now
+            // on; the next build leaves them out of the key, so file the result under that key too.
+            const rewritten = outputs.filter((o) => o in ki.files);
+            if (rewritten.length > 0) {
+              const files = { ...ki.files };
+              for (const o of rewritten) delete files[o];
+              const next = { ...ki, files };
+              const nextKey = moduleKey(next);
+              cache.putAction(BUILD_NAMESPACE, nextKey, rec);
+              saveLast(name, 'built', outputs, nextKey, next);
+            } else {
+              saveLast(name, 'built', outputs);
+            }
             reporter({ type: 'module-built', name, durationMs: performance.now() - t0 });
           } catch (e) {
             const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
