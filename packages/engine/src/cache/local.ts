@@ -154,16 +154,26 @@ export class LocalCache {
   getAction<T>(namespace: string, key: string): T | undefined {
     const p = this.actionPath(namespace, key);
     let text: string;
+    let fd: number;
     try {
-      text = fs.readFileSync(p, 'utf8');
+      fd = fs.openSync(p, 'r');
     } catch {
       return undefined;
     }
     try {
+      text = fs.readFileSync(fd, 'utf8');
+      // Mark it used for LRU garbage collection, at most once an hour (no write per lookup).
+      const st = fs.fstatSync(fd);
+      if (Date.now() - st.mtimeMs > 3_600_000) {
+        const now = new Date();
+        fs.futimesSync(fd, now, now);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    try {
       const rec = JSON.parse(text) as { key: string; value: T };
       if (rec.key !== key) throw new Error('key mismatch');
-      const now = new Date();
-      fs.utimesSync(p, now, now);
       return rec.value;
     } catch {
       fs.rmSync(p, { force: true });

@@ -4,8 +4,15 @@
  * trailing commas are rejected because OSv reads these files with Python's strict `json`.
  */
 import * as fs from 'node:fs';
-import jsoncParser from 'jsonc-parser';
+import { createRequire } from 'node:module';
 import type { Node as JsonNode, ParseError } from 'jsonc-parser';
+
+// Loaded on first use: a cached build never parses config.json.
+const require = createRequire(import.meta.url);
+let jsoncModule: typeof import('jsonc-parser') | undefined;
+function jsonc(): typeof import('jsonc-parser') {
+  return (jsoncModule ??= require('jsonc-parser') as typeof import('jsonc-parser'));
+}
 import { OsvbError, lineColumnAt, type OsvbErrorCode, type SourceLocation } from '../errors/index.js';
 
 export type { JsonNode };
@@ -32,7 +39,7 @@ export function readJsonDocument(file: string, missingCode: OsvbErrorCode, what:
 
 export function parseJsonDocument(file: string, text: string): JsonDocument {
   const errors: ParseError[] = [];
-  const root = jsoncParser.parseTree(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const root = jsonc().parseTree(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
   const first = errors[0];
   if (first || !root) {
     const offset = first?.offset ?? 0;
@@ -40,11 +47,11 @@ export function parseJsonDocument(file: string, text: string): JsonDocument {
     const what = first ? describeParseError(first.error) : 'empty file';
     throw new OsvbError('OSVB_CONFIG_SYNTAX', `invalid JSON: ${what}`, { location: { file, line, column } });
   }
-  return { file, text, root, value: jsoncParser.getNodeValue(root) };
+  return { file, text, root, value: jsonc().getNodeValue(root) };
 }
 
 function describeParseError(code: number): string {
-  const name = jsoncParser.printParseErrorCode(code as Parameters<typeof jsoncParser.printParseErrorCode>[0]);
+  const name = jsonc().printParseErrorCode(code as Parameters<ReturnType<typeof jsonc>['printParseErrorCode']>[0]);
   const words: Record<string, string> = {
     InvalidSymbol: 'unexpected character',
     InvalidNumberFormat: 'invalid number',
@@ -70,7 +77,7 @@ function describeParseError(code: number): string {
 export function locationOf(doc: JsonDocument, jsonPath: ReadonlyArray<string | number>): SourceLocation {
   let p = [...jsonPath];
   for (;;) {
-    const node = jsoncParser.findNodeAtLocation(doc.root, p);
+    const node = jsonc().findNodeAtLocation(doc.root, p);
     if (node) {
       const { line, column } = lineColumnAt(doc.text, node.offset);
       return { file: doc.file, line, column };

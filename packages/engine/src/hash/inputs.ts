@@ -23,9 +23,21 @@ function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-export function listModuleInputs(dir: string, exclude: ReadonlySet<string>): InputFile[] {
+export interface ListedInputs {
+  files: InputFile[];
+  /** Directories listed (relative, '' for the module directory) with their stats. */
+  dirs: Array<{ rel: string; stat: fs.BigIntStats }>;
+}
+
+export function listModuleInputs(dir: string, exclude: ReadonlySet<string>): ListedInputs {
   const out: InputFile[] = [];
+  const dirs: ListedInputs['dirs'] = [];
   const walk = (abs: string, rel: string, scopes: Scope[]): void => {
+    try {
+      dirs.push({ rel, stat: fs.lstatSync(abs, { bigint: true }) });
+    } catch {
+      return;
+    }
     let names: string[];
     try {
       names = fs.readdirSync(abs);
@@ -63,5 +75,5 @@ export function listModuleInputs(dir: string, exclude: ReadonlySet<string>): Inp
     }
   };
   walk(dir, '', []);
-  return out;
+  return { files: out, dirs };
 }

@@ -30,8 +30,7 @@ export interface OsvOutputs {
 
 function existsFile(p: string): boolean {
   try {
-    fs.statSync(p);
-    return true;
+    return fs.statSync(p, { throwIfNoEntry: false }) !== undefined;
   } catch {
     return false;
   }

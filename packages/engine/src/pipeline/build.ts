@@ -12,23 +12,25 @@ import { parseImageSpec, PythonWorker, workerErrorToOsvb, type EvaluatedModule, 
 import { ModuleGraph } from '../graph/index.js';
 import { scheduleGraph } from '../build/index.js';
 import { LocalCache, withLock } from '../cache/index.js';
-import { digestString, initHashing, StatCache, type Digest } from '../hash/index.js';
+import { initHashing, StatCache, type Digest } from '../hash/index.js';
 import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/index.js';
 import { hasInnerStarStar } from '../manifest/index.js';
 import type { Reporter } from '../report/index.js';
-import { buildEnvironment, findLibgccSDir, hostArch } from './environment.js';
+import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.js';
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord } from './evalCache.js';
+import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext } from './moduleAction.js';
 import {
-  BUILD_NAMESPACE,
-  buildAndStore,
-  lockFileFor,
-  lookupBuild,
-  replayLog,
-  restoreOutputs,
-  type ActionContext,
-  type LastBuildRecord,
-} from './moduleAction.js';
-import { keyVariables, moduleKey, moduleKeyInputs, type ModuleKeyInputs } from './moduleKeys.js';
+  canonicalSame,
+  fingerprintHolds,
+  keyVariables,
+  moduleKey,
+  moduleKeyInputs,
+  placeholders,
+  recordDigest,
+  type InputFingerprint,
+  type ModuleKeyInputs,
+} from './moduleKeys.js';
+import { BuildState, outputSignatures, outputsHold, type ModuleState } from './state.js';
 import { parseBuildWords, type BuildWords } from './words.js';
 import { ENGINE_VERSION } from '../version.js';
 
@@ -74,7 +76,11 @@ export interface BuildPlan {
   graph: ModuleGraph;
   keys: Map<string, Digest>;
   keyInputs: Map<string, ModuleKeyInputs>;
-  last: Map<string, LastBuildRecord | undefined>;
+  /** Stat fingerprints of the inputs (null: just computed from fresh files, or unknown). */
+  fingerprints: Map<string, InputFingerprint | null>;
+  /** Modules whose key was recomputed this time (not reused from the state's fingerprint). */
+  rekeyed: Set<string>;
+  state: BuildState;
   cache: LocalCache;
   statCache: StatCache;
 }
@@ -102,7 +108,7 @@ export function resolveBuild(opts: BuildOptions): ResolvedBuild {
   const arch = words.arch ?? hostArch();
   let libgccSDir = opts.libgccSDir ?? words.vars['libgcc_s_dir'];
   if (libgccSDir === undefined) {
-    const found = findLibgccSDir(arch);
+    const found = findLibgccSDirCached(arch, path.join(cacheDir, 'toolchain.json'));
     libgccSDir = found.dir;
     if (found.warning) opts.reporter?.({ type: 'warning', text: found.warning });
   }
@@ -182,18 +188,6 @@ async function evaluateCached(resolved: ResolvedBuild, cache: LocalCache, statCa
   return { evaluation: result, selected: spec.selected, cached: false, ...(reason ? { reason } : {}) };
 }
 
-function lastNamespace(osvBase: string): string {
-  return `last/${digestString(osvBase)}`;
-}
-
-function readLast(cache: LocalCache, osvBase: string, name: string): LastBuildRecord | undefined {
-  try {
-    return cache.getAction<LastBuildRecord>(lastNamespace(osvBase), digestString(name));
-  } catch {
-    return undefined;
-  }
-}
-
 function hasMakefile(m: EvaluatedModule): boolean {
   return fs.existsSync(path.join(m.dir, 'Makefile'));
 }
@@ -228,21 +222,42 @@ export async function planBuild(opts: BuildOptions): Promise<BuildPlan> {
     statCache,
   };
   const vars = keyVariables(keyCtx);
+  const ph = placeholders(keyCtx);
+  const state = new BuildState(resolved.cacheDir, resolved.osvBase);
   const keys = new Map<string, Digest>();
   const keyInputs = new Map<string, ModuleKeyInputs>();
-  const last = new Map<string, LastBuildRecord | undefined>();
+  const fingerprints = new Map<string, InputFingerprint | null>();
+  const rekeyed = new Set<string>();
   const byName = new Map(modules.map((m) => [m.name, m]));
   for (const name of graph.order) {
     const m = byName.get(name) as EvaluatedModule;
-    const prev = readLast(cache, resolved.osvBase, name);
-    last.set(name, prev);
+    const prev = state.get(name);
     const deps: Record<string, string> = {};
     for (const d of graph.dependenciesOf(name)) deps[d] = keys.get(d) as string;
-    const inputs = moduleKeyInputs(m, keyCtx, vars, new Set(prev?.outputs ?? []), deps);
+    const record = recordDigest(m, keyCtx);
+    // Reuse the last key while nothing it was computed from can have changed: same engine,
+    // variables, record and dependency keys, and every input still has its recorded stat.
+    if (
+      prev?.fingerprint &&
+      prev.inputs.engine === ENGINE_VERSION &&
+      prev.inputs.record === record &&
+      prev.inputs.dir === ph(m.dir) &&
+      canonicalSame(prev.inputs.vars, vars) &&
+      canonicalSame(prev.inputs.deps, deps) &&
+      fingerprintHolds(m.dir, prev.fingerprint)
+    ) {
+      keys.set(name, prev.key as Digest);
+      keyInputs.set(name, prev.inputs);
+      fingerprints.set(name, prev.fingerprint);
+      continue;
+    }
+    const { inputs, fingerprint } = moduleKeyInputs(m, keyCtx, vars, new Set(prev?.outputs ?? []), deps, record);
     keyInputs.set(name, inputs);
     keys.set(name, moduleKey(inputs));
+    fingerprints.set(name, fingerprint);
+    rekeyed.add(name);
   }
-  return { resolved, evaluation: ev.evaluation, evaluationCached: ev.cached, modules, graph, keys, keyInputs, last, cache, statCache };
+  return { resolved, evaluation: ev.evaluation, evaluationCached: ev.cached, modules, graph, keys, keyInputs, fingerprints, rekeyed, state, cache, statCache };
 }
 
 function warnInnerStarStar(plan: BuildPlan, reporter: Reporter): void {
@@ -279,10 +294,18 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const concurrency = opts.concurrency ?? (jobs && jobs !== '-' ? Number(jobs) : os.availableParallelism());
   const built: string[] = [];
   const restored: string[] = [];
-  const lastNs = lastNamespace(resolved.osvBase);
-  const saveLast = (name: string, status: LastBuildRecord['status'], outputs: string[], key = keys.get(name) as string, inputs = keyInputs.get(name) as ModuleKeyInputs): void => {
-    const rec: LastBuildRecord = { key, inputs, outputs, status, at: new Date().toISOString() };
-    cache.putAction(lastNs, digestString(name), rec);
+  const { state, fingerprints, rekeyed } = plan;
+  const record = (name: string, status: ModuleState['status'], outputs: string[], key: string, inputs: ModuleKeyInputs): void => {
+    const m = byName.get(name) as EvaluatedModule;
+    state.set(name, {
+      key,
+      inputs,
+      outputs,
+      status,
+      at: new Date().toISOString(),
+      fingerprint: fingerprints.get(name) ?? null,
+      outputSigs: outputSignatures(m.dir, outputs),
+    });
   };
 
   const outcomes = await scheduleGraph(
@@ -291,7 +314,16 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     async (name) => {
       const m = byName.get(name) as EvaluatedModule;
       const key = keys.get(name) as string;
+      const ki = keyInputs.get(name) as ModuleKeyInputs;
       const t0 = performance.now();
+      const prev = state.get(name);
+      // Up to date: same key as the last build here and every output exactly as it left them.
+      if (prev && prev.key === key && prev.outputSigs && outputsHold(m.dir, prev.outputSigs)) {
+        restored.push(name);
+        if (rekeyed.has(name)) record(name, prev.status, prev.outputs, key, ki);
+        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0 });
+        return;
+      }
       const actx: ActionContext = {
         cache,
         statCache,
@@ -306,7 +338,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         if (!rec || !restoreOutputs(m.dir, rec, actx)) return false;
         replayLog(rec, actx);
         restored.push(name);
-        saveLast(name, 'restored', rec.outputs.map((o) => o.path));
+        record(name, 'restored', rec.outputs.map((o) => o.path), key, ki);
         reporter({ type: 'module-restored', name, durationMs: performance.now() - t0 });
         return true;
       };
@@ -318,7 +350,6 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
           if (tryRestore()) return;
           reporter({ type: 'module-start', name });
           try {
-            const ki = keyInputs.get(name) as ModuleKeyInputs;
             const rec = await buildAndStore(name, m.dir, key, new Set(Object.keys(ki.files)), actx);
             built.push(name);
             const outputs = rec.outputs.map((o) => o.path);
@@ -331,9 +362,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
               const next = { ...ki, files };
               const nextKey = moduleKey(next);
               cache.putAction(BUILD_NAMESPACE, nextKey, rec);
-              saveLast(name, 'built', outputs, nextKey, next);
+              fingerprints.set(name, null);
+              record(name, 'built', outputs, nextKey, next);
             } else {
-              saveLast(name, 'built', outputs);
+              record(name, 'built', outputs, key, ki);
             }
             reporter({ type: 'module-built', name, durationMs: performance.now() - t0 });
           } catch (e) {
@@ -347,7 +379,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     },
     { jobs: concurrency, keepGoing: opts.keepGoing ?? false },
   );
-  for (const m of modules) if (!withMakefile.includes(m.name)) saveLast(m.name, 'restored', []);
+  for (const m of modules) {
+    if (withMakefile.includes(m.name) || !rekeyed.has(m.name)) continue;
+    record(m.name, 'restored', [], keys.get(m.name) as string, keyInputs.get(m.name) as ModuleKeyInputs);
+  }
+  state.save();
   statCache.save();
 
   const failures = [...outcomes.values()].filter((o) => o.status === 'failed');

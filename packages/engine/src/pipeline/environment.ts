@@ -7,14 +7,58 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BuildWords } from './words.js';
+import { writeFileAtomic } from '../fsutil/index.js';
 
 export function hostArch(): string {
   return process.arch === 'arm64' ? 'aarch64' : 'x64';
 }
 
+function which(cmd: string): string | undefined {
+  for (const dir of (process.env['PATH'] ?? '').split(':')) {
+    if (!dir) continue;
+    const p = path.join(dir, cmd);
+    const st = fs.statSync(p, { throwIfNoEntry: false });
+    if (st?.isFile()) return p;
+  }
+  return undefined;
+}
+
+/**
+ * findLibgccSDir, remembered in `cacheFile` per compiler binary (path, size, mtime): running
+ * gcc costs more than the rest of a no-op build.
+ */
+export function findLibgccSDirCached(arch: string, cacheFile: string): { dir: string; warning?: string } {
+  const cc = compilerFor(arch);
+  const bin = which(cc);
+  const st = bin ? fs.statSync(bin, { throwIfNoEntry: false }) : undefined;
+  const id = bin && st ? `${bin}:${st.size}:${st.mtimeMs}:${arch}` : undefined;
+  if (id) {
+    try {
+      const c = JSON.parse(fs.readFileSync(cacheFile, 'utf8')) as { id: string; dir: string };
+      if (c.id === id && fs.existsSync(path.join(c.dir, 'libgcc_s.so.1'))) return { dir: c.dir };
+    } catch {
+      /* not cached yet */
+    }
+  }
+  const found = findLibgccSDir(arch);
+  if (id && !found.warning) {
+    try {
+      fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
+      writeFileAtomic(cacheFile, JSON.stringify({ id, dir: found.dir }));
+    } catch {
+      /* read-only cache: just not remembered */
+    }
+  }
+  return found;
+}
+
+function compilerFor(arch: string): string {
+  return hostArch() === 'x64' && arch === 'aarch64' ? `${process.env['CROSS_PREFIX'] ?? 'aarch64-linux-gnu-'}gcc` : 'gcc';
+}
+
 /** scripts/build's `dirname $(readlink -f $(gcc -print-file-name=libgcc_s.so.1))`. */
 export function findLibgccSDir(arch: string): { dir: string; warning?: string } {
-  const cc = hostArch() === 'x64' && arch === 'aarch64' ? `${process.env['CROSS_PREFIX'] ?? 'aarch64-linux-gnu-'}gcc` : 'gcc';
+  const cc = compilerFor(arch);
   let printed: string;
   try {
     printed = execFileSync(cc, ['-print-file-name=libgcc_s.so.1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();

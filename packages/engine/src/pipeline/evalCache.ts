@@ -36,24 +36,27 @@ export interface EvalRecord {
 export const EVAL_NAMESPACE = 'eval';
 
 function kindOf(p: string, follow: boolean): string {
+  let st: fs.Stats | undefined;
   try {
-    const st = follow ? fs.statSync(p) : fs.lstatSync(p);
-    if (st.isSymbolicLink()) return 'link';
-    if (st.isDirectory()) return 'dir';
-    if (st.isFile()) return 'file';
-    return 'other';
+    st = follow ? fs.statSync(p, { throwIfNoEntry: false }) : fs.lstatSync(p, { throwIfNoEntry: false });
   } catch {
     return 'missing';
   }
+  if (!st) return 'missing';
+  if (st.isSymbolicLink()) return 'link';
+  if (st.isDirectory()) return 'dir';
+  if (st.isFile()) return 'file';
+  return 'other';
 }
 
 function fileDigest(statCache: StatCache, p: string): string | null {
-  let st: fs.BigIntStats;
+  let st: fs.BigIntStats | undefined;
   try {
-    st = fs.statSync(p, { bigint: true });
+    st = fs.statSync(p, { bigint: true, throwIfNoEntry: false });
   } catch {
     return null;
   }
+  if (!st) return null;
   if (!st.isFile()) return st.isDirectory() ? 'dir' : 'other';
   return statCache.digest(p, st);
 }

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OsvbError } from '../errors/index.js';
 import { planBuild, type BuildOptions } from './build.js';
-import { BUILD_NAMESPACE, type LastBuildRecord, type ModuleBuildRecord } from './moduleAction.js';
+import { BUILD_NAMESPACE, type ModuleBuildRecord } from './moduleAction.js';
+import type { ModuleState } from './state.js';
 import { diffKeyInputs, type KeyDifference } from './moduleKeys.js';
 
 export interface Explanation {
@@ -16,7 +17,7 @@ export interface Explanation {
   hasMakefile: boolean;
   /** 'restore': the key is in the cache; 'rebuild': it is not; 'nothing': no Makefile. */
   verdict: 'restore' | 'rebuild' | 'nothing';
-  last: LastBuildRecord | undefined;
+  last: ModuleState | undefined;
   reasons: KeyDifference[];
   /** Modules in the image that require this one (they follow it when it changes). */
   dependents: string[];
@@ -32,7 +33,7 @@ export async function explainModule(opts: BuildOptions, name: string): Promise<E
   }
   plan.statCache.save();
   const key = plan.keys.get(name) as string;
-  const last = plan.last.get(name);
+  const last = plan.state.get(name);
   const hasMakefile = fs.existsSync(path.join(m.dir, 'Makefile'));
   let cached = false;
   try {

@@ -8,7 +8,6 @@ import * as path from 'node:path';
 import { CorruptEntryError, withLock, type LocalCache } from '../cache/index.js';
 import { runMake } from '../build/index.js';
 import { digestString, type Digest, type StatCache } from '../hash/index.js';
-import type { ModuleKeyInputs } from './moduleKeys.js';
 
 export const BUILD_NAMESPACE = 'build';
 
@@ -18,15 +17,6 @@ export interface ModuleBuildRecord {
   outputs: OutputEntry[];
   log: Digest | null;
   durationMs: number;
-}
-
-/** What the last build of a module in this base did, for `explain` and known outputs. */
-export interface LastBuildRecord {
-  key: string;
-  inputs: ModuleKeyInputs;
-  outputs: string[];
-  status: 'built' | 'restored';
-  at: string;
 }
 
 export interface ActionContext {

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { digestValue, listModuleInputs, type Digest, type StatCache } from '../hash/index.js';
+import { canonicalJson, digestValue, listModuleInputs, type Digest, type ListedInputs, type StatCache } from '../hash/index.js';
 import type { EvaluatedModule } from '../evaluate/index.js';
 
 export interface ModuleKeyInputs {
@@ -66,15 +66,74 @@ export function keyVariables(ctx: KeyContext): Record<string, string> {
   return vars;
 }
 
+/**
+ * A stat-only fingerprint of a module's inputs: the directories listed and the input files.
+ * While every entry still has the same (size,) mtime and inode, the input set and contents are
+ * unchanged, so the key can be reused without listing or hashing anything. Entries modified
+ * within two seconds of being fingerprinted are marked untrusted (a later write in the same
+ * timestamp tick would go unseen).
+ */
+export interface InputFingerprint {
+  dirs: Array<[string, string, string]>;
+  files: Array<[string, string, string, string]>;
+}
+
+const RACY_MS = 2000;
+
+export function makeFingerprint(root: string, listed: ListedInputs): InputFingerprint | null {
+  const nowMs = Date.now();
+  const fp: InputFingerprint = { dirs: [], files: [] };
+  const base = path.resolve(root) + '/';
+  // Taken with the same plain stats fingerprintHolds compares against.
+  for (const d of listed.dirs) {
+    const st = fs.lstatSync(d.rel ? base + d.rel : base, { throwIfNoEntry: false });
+    if (!st || st.mtimeMs >= nowMs - RACY_MS) return null;
+    fp.dirs.push([d.rel, msString(st), String(st.ino)]);
+  }
+  for (const f of listed.files) {
+    const st = fs.lstatSync(base + f.rel, { throwIfNoEntry: false });
+    if (!st || st.mtimeMs >= nowMs - RACY_MS || st.ctimeMs >= nowMs - RACY_MS) return null;
+    fp.files.push([f.rel, String(st.size), msString(st), String(st.ino)]);
+  }
+  return fp;
+}
+
+export function fingerprintHolds(dir: string, fp: InputFingerprint): boolean {
+  const root = path.resolve(dir) + '/';
+  // Plain (non-bigint) stats: cheaper, and mtimeMs keeps sub-millisecond precision.
+  for (const [rel, m, i] of fp.dirs) {
+    const st = fs.lstatSync(rel ? root + rel : root, { throwIfNoEntry: false });
+    if (!st || msString(st) !== m || String(st.ino) !== i) return false;
+  }
+  for (const [rel, s, m, i] of fp.files) {
+    const st = fs.lstatSync(root + rel, { throwIfNoEntry: false });
+    if (!st || String(st.size) !== s || msString(st) !== m || String(st.ino) !== i) return false;
+  }
+  return true;
+}
+
+function msString(st: { mtimeMs: number }): string {
+  return st.mtimeMs.toString();
+}
+
 /** Input files of a module with their digests (links by target text). */
-export function moduleInputFiles(dir: string, knownOutputs: ReadonlySet<string>, statCache: StatCache): Record<string, string> {
+export function moduleInputFiles(
+  dir: string,
+  knownOutputs: ReadonlySet<string>,
+  statCache: StatCache,
+): { files: Record<string, string>; fingerprint: InputFingerprint | null } {
   const files: Record<string, string> = {};
   const root = path.resolve(dir);
-  for (const f of listModuleInputs(root, knownOutputs)) {
+  const listed = listModuleInputs(root, knownOutputs);
+  for (const f of listed.files) {
     const abs = path.join(root, f.rel);
     files[f.rel] = f.kind === 'link' ? `link:${fs.readlinkSync(abs)}` : statCache.digest(abs, f.stat);
   }
-  return files;
+  return { files, fingerprint: makeFingerprint(root, listed) };
+}
+
+export function recordDigest(m: EvaluatedModule, ctx: Pick<KeyContext, 'osvBase' | 'buildPath'>): string {
+  return digestValue(mapStrings({ requires: m.requires, usrFiles: m.usrFiles, bootfsFiles: m.bootfsFiles }, placeholders(ctx)));
 }
 
 export function moduleKeyInputs(
@@ -83,17 +142,12 @@ export function moduleKeyInputs(
   vars: Record<string, string>,
   knownOutputs: ReadonlySet<string>,
   depKeys: Record<string, string>,
-): ModuleKeyInputs {
-  const ph = placeholders(ctx);
-  const record = mapStrings({ requires: m.requires, usrFiles: m.usrFiles, bootfsFiles: m.bootfsFiles }, ph);
+  record: string,
+): { inputs: ModuleKeyInputs; fingerprint: InputFingerprint | null } {
+  const { files, fingerprint } = moduleInputFiles(m.dir, knownOutputs, ctx.statCache);
   return {
-    engine: ctx.engine,
-    name: m.name,
-    dir: ph(m.dir),
-    files: moduleInputFiles(m.dir, knownOutputs, ctx.statCache),
-    vars,
-    record: digestValue(record),
-    deps: depKeys,
+    inputs: { engine: ctx.engine, name: m.name, dir: placeholders(ctx)(m.dir), files, vars, record, deps: depKeys },
+    fingerprint,
   };
 }
 
@@ -129,4 +183,8 @@ export function diffKeyInputs(prev: ModuleKeyInputs | undefined, cur: ModuleKeyI
     else if (prev.deps[d] !== cur.deps[d]) out.push({ kind: 'dependency', text: `required module ${d} changed` });
   }
   return out;
+}
+
+export function canonicalSame(a: unknown, b: unknown): boolean {
+  return canonicalJson(a) === canonicalJson(b);
 }
