@@ -3,12 +3,14 @@
  * over stdio; while it evaluates it calls back into the engine to locate (and fetch) modules.
  */
 import * as readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
 import type { ResultPromise } from 'execa';
 import { OsvbError, isOsvbError, type OsvbErrorCode } from '../errors/index.js';
 import type { EvaluateParams, EvaluationResult, WorkerErrorRecord } from './types.js';
 
-export const WORKER_SCRIPT = fileURLToPath(new URL('../../python/osvb_worker.py', import.meta.url));
+/** The worker script ships in the engine package's python/ folder (found the same way when bundled). */
+export const WORKER_SCRIPT = path.join(path.dirname(createRequire(import.meta.url).resolve('@osv-build/engine/package.json')), 'python', 'osvb_worker.py');
 
 export interface WorkerHandlers {
   locate(name: string): Promise<{ dir: string; type: string }>;

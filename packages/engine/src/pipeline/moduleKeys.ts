@@ -83,15 +83,16 @@ const RACY_MS = 2000;
 export function makeFingerprint(root: string, listed: ListedInputs): InputFingerprint | null {
   const nowMs = Date.now();
   const fp: InputFingerprint = { dirs: [], files: [] };
-  const base = path.resolve(root) + '/';
+  const top = path.resolve(root);
+  const base = top + '/';
   // Taken with the same plain stats fingerprintHolds compares against.
   for (const d of listed.dirs) {
-    const st = fs.lstatSync(d.rel ? base + d.rel : base, { throwIfNoEntry: false });
+    const st = lstatQuiet(d.rel ? base + d.rel : top);
     if (!st || st.mtimeMs >= nowMs - RACY_MS) return null;
     fp.dirs.push([d.rel, msString(st), String(st.ino)]);
   }
   for (const f of listed.files) {
-    const st = fs.lstatSync(base + f.rel, { throwIfNoEntry: false });
+    const st = lstatQuiet(base + f.rel);
     if (!st || st.mtimeMs >= nowMs - RACY_MS || st.ctimeMs >= nowMs - RACY_MS) return null;
     fp.files.push([f.rel, String(st.size), msString(st), String(st.ino)]);
   }
@@ -99,17 +100,27 @@ export function makeFingerprint(root: string, listed: ListedInputs): InputFinger
 }
 
 export function fingerprintHolds(dir: string, fp: InputFingerprint): boolean {
-  const root = path.resolve(dir) + '/';
+  const top = path.resolve(dir);
+  const root = top + '/';
   // Plain (non-bigint) stats: cheaper, and mtimeMs keeps sub-millisecond precision.
   for (const [rel, m, i] of fp.dirs) {
-    const st = fs.lstatSync(rel ? root + rel : root, { throwIfNoEntry: false });
+    const st = lstatQuiet(rel ? root + rel : top);
     if (!st || msString(st) !== m || String(st.ino) !== i) return false;
   }
   for (const [rel, s, m, i] of fp.files) {
-    const st = fs.lstatSync(root + rel, { throwIfNoEntry: false });
+    const st = lstatQuiet(root + rel);
     if (!st || String(st.size) !== s || msString(st) !== m || String(st.ino) !== i) return false;
   }
   return true;
+}
+
+/** lstat that answers undefined for any failure (missing, not a directory, no access). */
+function lstatQuiet(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
 }
 
 function msString(st: { mtimeMs: number }): string {

@@ -80,7 +80,12 @@ export function outputSignatures(dir: string, outputs: readonly string[]): Outpu
   const now = Date.now();
   for (const rel of outputs) {
     const p = path.join(dir, rel);
-    const st = fs.lstatSync(p, { bigint: true, throwIfNoEntry: false });
+    let st: fs.BigIntStats | undefined;
+    try {
+      st = fs.lstatSync(p, { bigint: true, throwIfNoEntry: false });
+    } catch {
+      return null;
+    }
     if (!st) return null;
     if (st.isSymbolicLink()) {
       out.push({ path: rel, sig: { link: fs.readlinkSync(p) } });
