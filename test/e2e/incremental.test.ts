@@ -256,6 +256,46 @@ describe('concurrency and crashes', () => {
     expect(again.stderr).toContain('3 restored, 0 built');
   });
 
+  it('SIGTERM stops the makes it started, exits 130 and leaves the cache consistent', async () => {
+    const root = tempDir();
+    dirs.push(root);
+    const base = path.join(root, 'osv');
+    makeTree(base);
+    writeTree(base, {
+      'modules/other/Makefile': 'module: other.so\nother.so: other.c\n\tsleep 60 & echo $$! > sleep.pid; touch started; wait\n\t$(CC) -fPIC -shared -o $@ other.c\n',
+    });
+    const child = spawn(process.execPath, [OSVB, 'build', 'image=img', '--osv-base', base], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CI: 'true' } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const started = path.join(base, 'modules/other/started');
+    for (let i = 0; i < 200 && !fs.existsSync(started); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(fs.existsSync(started), stderr).toBe(true);
+    const sleepPid = Number(fs.readFileSync(path.join(base, 'modules/other/sleep.pid'), 'utf8'));
+    child.kill('SIGTERM');
+    expect(await exited, stderr).toBe(130);
+    expect(stderr).toContain('OSVB_INTERRUPTED');
+    // The recipe's own child is gone too (killed with make's process group); a zombie
+    // waiting for the container's init to reap it counts as gone.
+    const running = (): boolean => {
+      try {
+        const stat = fs.readFileSync(`/proc/${sleepPid}/stat`, 'utf8');
+        return !/^\d+ \([^)]*\) Z/.test(stat);
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 40 && running(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(running()).toBe(false);
+    const verify = await osvb(['cache', 'verify', '--osv-base', base]);
+    expect(verify.stdout).toContain('0 corrupt');
+    // Nothing was recorded for the interrupted module: the next build runs its make.
+    writeTree(base, { 'modules/other/Makefile': 'module: other.so\nother.so: other.c\n\t$(CC) -fPIC -shared -o $@ other.c\n' });
+    const res = await osvb(['build', 'image=img', '--osv-base', base]);
+    expect(res.exitCode).toBe(0);
+    expect(res.stderr).toMatch(/built other/);
+  });
+
   it('--keep-going builds what does not depend on a failure', async () => {
     const root = tempDir();
     dirs.push(root);

@@ -19,13 +19,14 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
         }
         break;
       case 'module-restored':
-        if (opts.verbose) write(`restored ${e.name} (${secs(e.durationMs)})`);
+        // Modules whose outputs were already in place are only counted in the summary.
+        if (opts.verbose || !e.upToDate) write(`restored ${e.name} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
         break;
       case 'module-built':
         write(`built ${e.name} (${secs(e.durationMs)})`);
         break;
       case 'module-failed':
-        write(`failed ${e.name}`);
+        write(`failed ${e.name}${e.error.code === 'OSVB_INTERRUPTED' ? ' (stopped)' : ''}`);
         break;
       case 'module-skipped':
         write(`skipped ${e.name}: ${e.reason}`);

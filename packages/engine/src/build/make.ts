@@ -31,6 +31,9 @@ export async function runMake(req: MakeRequest): Promise<MakeResult> {
   const started = performance.now();
   const program = req.make ?? 'make';
   const { execa } = await import('execa');
+  if (req.signal?.aborted) throw new OsvbError('OSVB_INTERRUPTED', `make for ${req.moduleName} was not started: the build was interrupted`);
+  // make runs in its own process group so that stopping the build stops everything it
+  // started (recipes, compilers), not only make itself.
   const sub = execa(program, makeArgs(req.jobs), {
     cwd: req.dir,
     env: req.env,
@@ -38,10 +41,24 @@ export async function runMake(req: MakeRequest): Promise<MakeResult> {
     all: true,
     reject: false,
     stdin: 'ignore',
-    ...(req.signal ? { cancelSignal: req.signal } : {}),
-    killSignal: 'SIGTERM',
-    forceKillAfterDelay: 5000,
+    detached: true,
   });
+  let canceled = false;
+  let forceTimer: NodeJS.Timeout | undefined;
+  const stopGroup = (): void => {
+    canceled = true;
+    const kill = (sig: NodeJS.Signals): void => {
+      try {
+        if (sub.pid) process.kill(-sub.pid, sig);
+      } catch {
+        /* already gone */
+      }
+    };
+    kill('SIGTERM');
+    forceTimer = setTimeout(() => kill('SIGKILL'), 5000);
+    forceTimer.unref();
+  };
+  req.signal?.addEventListener('abort', stopGroup, { once: true });
   let output = '';
   sub.all?.setEncoding('utf8');
   let partial = '';
@@ -55,9 +72,11 @@ export async function runMake(req: MakeRequest): Promise<MakeResult> {
     }
   });
   const res = await sub;
+  req.signal?.removeEventListener('abort', stopGroup);
+  if (forceTimer) clearTimeout(forceTimer);
   if (partial && req.onLine) req.onLine(partial);
   const durationMs = performance.now() - started;
-  if (res.isCanceled) {
+  if (canceled) {
     throw new OsvbError('OSVB_INTERRUPTED', `make for ${req.moduleName} was stopped`);
   }
   if (res.code === 'ENOENT' && res.exitCode === undefined) {

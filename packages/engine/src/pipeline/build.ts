@@ -321,7 +321,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       if (prev && prev.key === key && prev.outputSigs && outputsHold(m.dir, prev.outputSigs)) {
         restored.push(name);
         if (rekeyed.has(name)) record(name, prev.status, prev.outputs, key, ki);
-        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0 });
+        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: true });
         return;
       }
       const actx: ActionContext = {
@@ -339,7 +339,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         replayLog(rec, actx);
         restored.push(name);
         record(name, 'restored', rec.outputs.map((o) => o.path), key, ki);
-        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0 });
+        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: false });
         return true;
       };
       if (tryRestore()) return;
@@ -386,6 +386,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   state.save();
   statCache.save();
 
+  if (opts.signal?.aborted) {
+    throw new OsvbError('OSVB_INTERRUPTED', 'the build was interrupted; the makes it started were stopped', {
+      hint: 'nothing was recorded for the interrupted modules: the next build runs their make again',
+    });
+  }
   const failures = [...outcomes.values()].filter((o) => o.status === 'failed');
   for (const [name, o] of outcomes) if (o.status === 'skipped' && withMakefile.includes(name)) reporter({ type: 'module-skipped', name, reason: o.reason });
   if (failures.length > 0) {

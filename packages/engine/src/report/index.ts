@@ -8,7 +8,7 @@ export type BuildEvent =
   | { type: 'evaluated'; modules: Array<{ name: string; run: string | null }>; durationMs: number; cached: boolean; reason?: string }
   | { type: 'module-start'; name: string }
   | { type: 'module-built'; name: string; durationMs: number }
-  | { type: 'module-restored'; name: string; durationMs: number }
+  | { type: 'module-restored'; name: string; durationMs: number; /** Nothing to do: outputs were already in place. */ upToDate: boolean }
   | { type: 'module-failed'; name: string; error: OsvbError }
   | { type: 'module-skipped'; name: string; reason: string }
   | { type: 'make-output'; name: string; line: string }
