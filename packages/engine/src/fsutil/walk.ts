@@ -74,8 +74,9 @@ function onDisk(p: string, cwd: string | undefined): string {
  * Walk `top`. Paths are yielded exactly as Python would build them (`top` joined with names,
  * never normalised); a relative `top` is resolved against `cwd` for the file system only.
  */
-export function* pyWalk(top: string, order: WalkOrder, cwd?: string): Generator<WalkStep> {
+export function* pyWalk(top: string, order: WalkOrder, cwd?: string, onDir?: (realPath: string) => void): Generator<WalkStep> {
   const real = onDisk(top, cwd);
+  onDir?.(real);
   const entries = listDir(real, order);
   if (!entries) return;
   const dirnames: string[] = [];
@@ -88,6 +89,6 @@ export function* pyWalk(top: string, order: WalkOrder, cwd?: string): Generator<
   for (const name of dirnames) {
     const sub = pyJoin(top, name);
     if (isLink(onDisk(sub, cwd))) continue;
-    yield* pyWalk(sub, order, cwd);
+    yield* pyWalk(sub, order, cwd, onDir);
   }
 }

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import { OsvbError } from '../errors/index.js';
 import { pyJoin, writeFilesAtomic, type WalkOrder } from '../fsutil/index.js';
 import type { AppRecord, EvaluatedModule } from '../evaluate/types.js';
-import { expandFileMap, readManifestLines, stageA, type PatternMode } from '../manifest/index.js';
+import { expandFileMapCached, readManifestLines, stageA, type FileMapCacheStore, type PatternMode } from '../manifest/index.js';
+import { ENGINE_VERSION } from '../version.js';
 
 export interface OsvOutputsInput {
   osvBase: string;
@@ -20,6 +21,8 @@ export interface OsvOutputsInput {
   walkOrder: WalkOrder;
   patternMode: PatternMode;
   appendManifest: boolean;
+  /** Where FileMap expansions are cached (none: always walk). */
+  fileMapCache?: FileMapCacheStore;
 }
 
 export interface OsvOutputs {
@@ -71,7 +74,7 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
         });
       }
       const fm = type === 'usr' ? m.usrFiles : m.bootfsFiles;
-      if (fm) text += expandFileMap(fm, { walkOrder: input.walkOrder, patternMode: input.patternMode, moduleName: m.name });
+      if (fm) text += expandFileMapCached(fm, { walkOrder: input.walkOrder, patternMode: input.patternMode, moduleName: m.name }, input.fileMapCache, ENGINE_VERSION);
     }
     for (const app of input.apps) {
       if (app.kind === 'init' && type === 'usr') {

@@ -13,6 +13,8 @@ export interface FileMapOptions {
   walkOrder: WalkOrder;
   patternMode: PatternMode;
   moduleName: string;
+  /** Told about every path the expansion depends on: roots it tested, directories it listed. */
+  observe?: (path: string, what: 'root' | 'dir') => void;
 }
 
 function siteLocation(site: CallSite | null): { location?: SourceLocation } {
@@ -62,6 +64,7 @@ export function expandFileMap(fm: FileMapRecord, opts: FileMapOptions): string {
   for (const m of fm.mappings) {
     let root = m.host;
     const where = siteLocation(m.site);
+    opts.observe?.(root, 'root');
     if (!root.startsWith('/')) throw new OsvbError('OSVB_FILEMAP', `Relative paths not allowed: ${root}`, where);
     if (!m.guest) {
       throw new OsvbError('OSVB_FILEMAP', `Unfinished mapping for ${root}. Did you forget to call .to()?`, where);
@@ -80,7 +83,7 @@ export function expandFileMap(fm: FileMapRecord, opts: FileMapOptions): string {
     }
     const filters = m.filters.map((f) => ({ re: compilePattern(f.pattern, opts.patternMode), exclude: f.exclude }));
     const hasInclude = filters.some((f) => !f.exclude);
-    for (const step of pyWalk(root, opts.walkOrder)) {
+    for (const step of pyWalk(root, opts.walkOrder, undefined, opts.observe ? (d) => opts.observe?.(d, 'dir') : undefined)) {
       for (const filename of step.filenames) {
         const hostPath = pyJoin(step.dirpath, filename);
         const rel = pyRelpath(hostPath, root);

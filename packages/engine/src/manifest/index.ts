@@ -4,3 +4,4 @@ export { compilePattern, matchesPattern, checkPattern, hasInnerStarStar, type Pa
 export { expandFileMap, type FileMapOptions } from './filemap.js';
 export { applyDefines, unsymlink, expandEntry, expandManifestEntries, classifyHost, type ExpandedEntry, type ExpandOptions, type EntryKind } from './expand.js';
 export { readManifestLines, decodeManifestText } from './text.js';
+export { expandFileMapCached, type FileMapCacheStore, type FileMapCacheEntry } from './filemapCache.js';

@@ -14,7 +14,7 @@ import { scheduleGraph } from '../build/index.js';
 import { LocalCache, withLock } from '../cache/index.js';
 import { initHashing, StatCache, type Digest } from '../hash/index.js';
 import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/index.js';
-import { hasInnerStarStar } from '../manifest/index.js';
+import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
 import type { Reporter } from '../report/index.js';
 import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.js';
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord } from './evalCache.js';
@@ -412,6 +412,16 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     walkOrder: resolved.compat === 'osv' ? 'os' : 'sorted',
     patternMode: resolved.compat === 'osv' ? 'osv' : 'default',
     appendManifest: resolved.words.appendManifest,
+    fileMapCache: {
+      get: (key) => {
+        try {
+          return cache.getAction<FileMapCacheEntry>('filemap', key);
+        } catch {
+          return undefined;
+        }
+      },
+      put: (key, entry) => cache.putAction('filemap', key, entry),
+    },
   });
   if (outputs.noAppsSelected) reporter({ type: 'log', text: 'No apps selected' });
   const written = writeOsvOutputs(resolved.buildPath, outputs);
