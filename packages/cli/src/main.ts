@@ -16,6 +16,7 @@ function reporterFor(args: ParsedBuildArgs): Reporter {
 }
 
 async function runBuild(argv: string[], printManifest: boolean): Promise<number> {
+  const command = printManifest ? undefined : { argv, cwd: process.cwd() };
   const args = parseBuildArgs(argv);
   if (args.help) {
     process.stdout.write(BUILD_HELP);
@@ -35,6 +36,7 @@ async function runBuild(argv: string[], printManifest: boolean): Promise<number>
       keepGoing: args.keepGoing,
       libgccSDir: args.libgccSDir,
       cacheDir: args.cacheDir,
+      ...(command ? { command } : {}),
       reporter,
       signal: controller.signal,
       streamMakeOutput: args.verbose,

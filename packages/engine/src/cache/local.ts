@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { uniqueSuffix } from '../fsutil/index.js';
 import { digestBytes, digestFile, type Digest } from '../hash/index.js';
 
 export interface CacheEntryStats {
@@ -28,7 +28,7 @@ export class CorruptEntryError extends Error {
 }
 
 function tmpName(dir: string): string {
-  return path.join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  return path.join(dir, `.tmp-${uniqueSuffix()}`);
 }
 
 export class LocalCache {

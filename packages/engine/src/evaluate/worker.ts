@@ -2,7 +2,7 @@
  * The long-lived python3 worker that runs module.py files (one per build). It speaks JSON lines
  * over stdio; while it evaluates it calls back into the engine to locate (and fetch) modules.
  */
-import * as readline from 'node:readline';
+import { readlineModule } from '../fsutil/index.js';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type { ResultPromise } from 'execa';
@@ -51,9 +51,9 @@ export class PythonWorker {
     private readonly opts: WorkerOptions,
   ) {
     this.proc = proc;
-    const out = readline.createInterface({ input: proc.stdout! });
+    const out = readlineModule().createInterface({ input: proc.stdout! });
     out.on('line', (line) => this.onLine(line));
-    const err = readline.createInterface({ input: proc.stderr! });
+    const err = readlineModule().createInterface({ input: proc.stderr! });
     err.on('line', (line) => {
       this.stderrTail.push(line);
       if (this.stderrTail.length > 20) this.stderrTail.shift();

@@ -5,10 +5,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { uniqueSuffix } from './lazy.js';
 
 export function tempNameFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.osvb-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  return path.join(path.dirname(target), `.${path.basename(target)}.osvb-${uniqueSuffix()}.tmp`);
 }
 
 export function writeFileAtomic(target: string, data: string | Uint8Array, mode?: number): void {

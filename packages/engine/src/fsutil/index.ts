@@ -1,3 +1,4 @@
 export * from './pypath.js';
 export * from './walk.js';
 export * from './atomic.js';
+export * from './lazy.js';

@@ -23,6 +23,8 @@ export interface OsvOutputsInput {
   appendManifest: boolean;
   /** Where FileMap expansions are cached (none: always walk). */
   fileMapCache?: FileMapCacheStore;
+  /** Told about every path the outputs depend on (skeletons, manifests, FileMap roots and directories). */
+  observe?: (path: string) => void;
 }
 
 export interface OsvOutputs {
@@ -60,10 +62,12 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
     let text = '[manifest]\n';
     if (skel !== 'none') {
       const skelFile = pyJoin(input.osvBase, skel);
+      input.observe?.(skelFile);
       text += stageA({ file: skelFile, lines: readSkeleton(skelFile, `${type} skeleton`), variables: {}, libgccSDir: input.libgccSDir, kind: 'skeleton' });
     }
     for (const m of input.modules) {
       const moduleManifest = pyJoin(m.dir, name);
+      input.observe?.(moduleManifest);
       if (existsFile(moduleManifest)) {
         text += stageA({
           file: moduleManifest,
@@ -74,7 +78,10 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
         });
       }
       const fm = type === 'usr' ? m.usrFiles : m.bootfsFiles;
-      if (fm) text += expandFileMapCached(fm, { walkOrder: input.walkOrder, patternMode: input.patternMode, moduleName: m.name }, input.fileMapCache, ENGINE_VERSION);
+      if (fm) {
+        const opts = { walkOrder: input.walkOrder, patternMode: input.patternMode, moduleName: m.name, ...(input.observe ? { observe: input.observe } : {}) };
+        text += expandFileMapCached(fm, opts, input.fileMapCache, ENGINE_VERSION);
+      }
     }
     for (const app of input.apps) {
       if (app.kind === 'init' && type === 'usr') {
@@ -98,6 +105,8 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
 
   if (input.appendManifest) {
     const appendFile = pyJoin(input.buildPath, 'append.manifest');
+    input.observe?.(appendFile);
+    input.observe?.(pyJoin(input.buildPath, 'append_cmdline'));
     if (existsFile(appendFile)) {
       manifests.usr += fs.readFileSync(appendFile, 'utf8');
       const appendCmdline = pyJoin(input.buildPath, 'append_cmdline');

@@ -52,9 +52,18 @@ export function expandFileMapCached(fm: FileMapRecord, opts: FileMapOptions, sto
   if (!store) return expandFileMap(fm, opts);
   const key = digestValue({ engine, fm, walkOrder: opts.walkOrder, patternMode: opts.patternMode, module: opts.moduleName });
   const hit = store.get(key);
-  if (hit && hit.deps.every(([p, sig]) => signature(p) === sig)) return hit.text;
+  if (hit && hit.deps.every(([p, sig]) => signature(p) === sig)) {
+    for (const [p] of hit.deps) opts.observe?.(p, 'dir');
+    return hit.text;
+  }
   const seen = new Set<string>();
-  const text = expandFileMap(fm, { ...opts, observe: (p) => seen.add(p) });
+  const text = expandFileMap(fm, {
+    ...opts,
+    observe: (p, what) => {
+      seen.add(p);
+      opts.observe?.(p, what);
+    },
+  });
   const now = Date.now();
   const deps: Array<[string, string]> = [];
   for (const p of seen) {

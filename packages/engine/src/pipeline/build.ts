@@ -17,7 +17,8 @@ import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/i
 import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
 import type { Reporter } from '../report/index.js';
 import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.js';
-import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord } from './evalCache.js';
+import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
+import { DependencyRecorder } from './noopMemo.js';
 import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext } from './moduleAction.js';
 import {
   canonicalSame,
@@ -53,6 +54,8 @@ export interface BuildOptions {
   streamMakeOutput?: boolean;
   /** The local cache directory (default $OSVB_CACHE_DIR, else <base>/.osvb/cache). */
   cacheDir?: string;
+  /** The command as typed (after `build`) and its directory: enables the "nothing to do" memo. */
+  command?: { argv: readonly string[]; cwd: string };
 }
 
 export interface ResolvedBuild {
@@ -65,6 +68,8 @@ export interface ResolvedBuild {
   libgccSDir: string;
   env: Record<string, string>;
   python: string;
+  /** The compiler binary libgcc_s_dir was found with (a dependency of every build). */
+  compiler: string | undefined;
 }
 
 export interface BuildPlan {
@@ -83,6 +88,8 @@ export interface BuildPlan {
   state: BuildState;
   cache: LocalCache;
   statCache: StatCache;
+  /** What the evaluation depended on (undefined: not recordable). */
+  evaluationReads: RecordedReads | undefined;
 }
 
 export interface BuildResult extends BuildPlan {
@@ -107,9 +114,11 @@ export function resolveBuild(opts: BuildOptions): ResolvedBuild {
   const cacheDir = path.resolve(opts.cacheDir ?? baseEnv['OSVB_CACHE_DIR'] ?? path.join(osvBase, '.osvb', 'cache'));
   const arch = words.arch ?? hostArch();
   let libgccSDir = opts.libgccSDir ?? words.vars['libgcc_s_dir'];
+  let compiler: string | undefined;
   if (libgccSDir === undefined) {
     const found = findLibgccSDirCached(arch, path.join(cacheDir, 'toolchain.json'));
     libgccSDir = found.dir;
+    compiler = found.compiler;
     if (found.warning) opts.reporter?.({ type: 'warning', text: found.warning });
   }
   const env = buildEnvironment({ base: baseEnv, words, osvBase, buildPath, arch, libgccSDir });
@@ -123,6 +132,7 @@ export function resolveBuild(opts: BuildOptions): ResolvedBuild {
     libgccSDir: env['libgcc_s_dir'] ?? '',
     env,
     python: baseEnv['OSVB_PYTHON'] ?? 'python3',
+    compiler,
   };
 }
 
@@ -131,6 +141,8 @@ interface Evaluated {
   selected: string[];
   cached: boolean;
   reason?: string;
+  /** What the evaluation depended on; undefined when it could not be recorded. */
+  reads: RecordedReads | undefined;
 }
 
 /** Evaluate the image spec: from the cache while nothing it looked at changed, else with python3. */
@@ -140,7 +152,7 @@ async function evaluateCached(resolved: ResolvedBuild, cache: LocalCache, statCa
   let reason: string | undefined;
   if (rec) {
     reason = staleRead(rec.reads, resolved.env, statCache);
-    if (!reason) return { evaluation: rec.result, selected: rec.selected, cached: true };
+    if (!reason) return { evaluation: rec.result, selected: rec.selected, cached: true, reads: rec.reads };
   }
   const startedAt = Date.now();
   const probes: Array<[string, boolean]> = [];
@@ -176,6 +188,7 @@ async function evaluateCached(resolved: ResolvedBuild, cache: LocalCache, statCa
     await worker.close();
   }
   const { reads, ...result } = evaluation;
+  let recordedReads: RecordedReads | undefined;
   if (reads) {
     const recorded = recordReads(reads, { files: config.files, probes, env: [...config.variables, 'OSV_BASE', 'OSV_BUILD_PATH'] }, resolved.env, statCache, startedAt);
     if ('uncacheable' in recorded) {
@@ -183,9 +196,10 @@ async function evaluateCached(resolved: ResolvedBuild, cache: LocalCache, statCa
     } else {
       const record: EvalRecord = { reads: recorded, selected: spec.selected, result };
       cache.putAction(EVAL_NAMESPACE, key, record);
+      recordedReads = recorded;
     }
   }
-  return { evaluation: result, selected: spec.selected, cached: false, ...(reason ? { reason } : {}) };
+  return { evaluation: result, selected: spec.selected, cached: false, reads: recordedReads, ...(reason ? { reason } : {}) };
 }
 
 function hasMakefile(m: EvaluatedModule): boolean {
@@ -257,7 +271,7 @@ export async function planBuild(opts: BuildOptions): Promise<BuildPlan> {
     fingerprints.set(name, fingerprint);
     rekeyed.add(name);
   }
-  return { resolved, evaluation: ev.evaluation, evaluationCached: ev.cached, modules, graph, keys, keyInputs, fingerprints, rekeyed, state, cache, statCache };
+  return { resolved, evaluation: ev.evaluation, evaluationCached: ev.cached, modules, graph, keys, keyInputs, fingerprints, rekeyed, state, cache, statCache, evaluationReads: ev.reads };
 }
 
 function warnInnerStarStar(plan: BuildPlan, reporter: Reporter): void {
@@ -402,6 +416,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
 
   if (plan.evaluation.appsError) throw workerErrorToOsvb(plan.evaluation.appsError);
+  const deps = opts.command ? collectDependencies(plan, withMakefile) : undefined;
   const outputs = generateOsvOutputs({
     osvBase: resolved.osvBase,
     buildPath: resolved.buildPath,
@@ -422,13 +437,72 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       },
       put: (key, entry) => cache.putAction('filemap', key, entry),
     },
+    ...(deps
+      ? {
+          observe: (p: string) => {
+            deps.add(p, true);
+            deps.add(p, false);
+          },
+        }
+      : {}),
   });
   if (outputs.noAppsSelected) reporter({ type: 'log', text: 'No apps selected' });
   const written = writeOsvOutputs(resolved.buildPath, outputs);
   reporter({ type: 'outputs-written', files: written });
+  if (deps && opts.command) {
+    for (const name of outputs.files.keys()) deps.add(path.join(resolved.buildPath, name));
+    deps.write({
+      cacheDir: resolved.cacheDir,
+      osvBase: resolved.osvBase,
+      engine: ENGINE_VERSION,
+      argv: opts.command.argv,
+      cwd: opts.command.cwd,
+      env: opts.env ?? process.env,
+      lines: [`osvb: building ${resolved.words.spec} in ${resolved.osvBase} → ${resolved.buildPath}`],
+      modules: modules.length,
+    });
+  }
   const durationMs = performance.now() - started;
   reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached });
   return { ...plan, built, restored, outputs, written, durationMs };
+}
+
+/**
+ * Every path this build's result depended on, for the "nothing to do" memo: the evaluation's
+ * reads, each module's input fingerprint, Makefile and outputs, the config and the compiler.
+ * Anything that cannot be trusted (a fresh file, an unrecorded evaluation) disables the memo.
+ */
+function collectDependencies(plan: BuildPlan, withMakefile: readonly string[]): DependencyRecorder {
+  const deps = new DependencyRecorder();
+  const { resolved } = plan;
+  deps.add(path.join(resolved.osvBase, 'config.json'));
+  if (resolved.compiler) deps.add(resolved.compiler);
+  const reads = plan.evaluationReads;
+  if (!reads) deps.fail('the evaluation could not be recorded');
+  else {
+    for (const [f] of reads.files) deps.add(f);
+    for (const [d] of reads.dirs) deps.add(d);
+    for (const [k] of reads.stats) deps.add(k.slice(2), k.startsWith('S:'));
+  }
+  for (const m of plan.modules) {
+    const fp = plan.fingerprints.get(m.name);
+    if (!fp) {
+      deps.fail(`inputs of ${m.name} changed moments ago`);
+      break;
+    }
+    const root = path.resolve(m.dir);
+    for (const [rel] of fp.dirs) deps.add(rel ? path.join(root, rel) : root, false);
+    for (const [rel] of fp.files) deps.add(path.join(root, rel), false);
+    deps.add(path.join(m.dir, 'Makefile'));
+    if (!withMakefile.includes(m.name)) continue;
+    const sigs = plan.state.get(m.name)?.outputSigs;
+    if (!sigs) {
+      deps.fail(`outputs of ${m.name} are too fresh to fingerprint`);
+      break;
+    }
+    for (const o of sigs) deps.add(path.join(root, o.path), false);
+  }
+  return deps;
 }
 
 export { PythonWorker };

@@ -3,11 +3,10 @@
  * the caller's environment, the NAME=value words, then fs_type, mode, OSV_BUILD_PATH and
  * libgcc_s_dir (a word of the same name wins), then ARCH and OSV_BASE (always ours).
  */
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BuildWords } from './words.js';
-import { writeFileAtomic } from '../fsutil/index.js';
+import { childProcess, writeFileAtomic } from '../fsutil/index.js';
 
 export function hostArch(): string {
   return process.arch === 'arm64' ? 'aarch64' : 'x64';
@@ -27,7 +26,7 @@ function which(cmd: string): string | undefined {
  * findLibgccSDir, remembered in `cacheFile` per compiler binary (path, size, mtime): running
  * gcc costs more than the rest of a no-op build.
  */
-export function findLibgccSDirCached(arch: string, cacheFile: string): { dir: string; warning?: string } {
+export function findLibgccSDirCached(arch: string, cacheFile: string): { dir: string; warning?: string; compiler?: string } {
   const cc = compilerFor(arch);
   const bin = which(cc);
   const st = bin ? fs.statSync(bin, { throwIfNoEntry: false }) : undefined;
@@ -35,7 +34,7 @@ export function findLibgccSDirCached(arch: string, cacheFile: string): { dir: st
   if (id) {
     try {
       const c = JSON.parse(fs.readFileSync(cacheFile, 'utf8')) as { id: string; dir: string };
-      if (c.id === id && fs.existsSync(path.join(c.dir, 'libgcc_s.so.1'))) return { dir: c.dir };
+      if (c.id === id && fs.existsSync(path.join(c.dir, 'libgcc_s.so.1'))) return { dir: c.dir, ...(bin ? { compiler: bin } : {}) };
     } catch {
       /* not cached yet */
     }
@@ -49,7 +48,7 @@ export function findLibgccSDirCached(arch: string, cacheFile: string): { dir: st
       /* read-only cache: just not remembered */
     }
   }
-  return found;
+  return bin ? { ...found, compiler: bin } : found;
 }
 
 function compilerFor(arch: string): string {
@@ -61,7 +60,7 @@ export function findLibgccSDir(arch: string): { dir: string; warning?: string } 
   const cc = compilerFor(arch);
   let printed: string;
   try {
-    printed = execFileSync(cc, ['-print-file-name=libgcc_s.so.1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    printed = childProcess().execFileSync(cc, ['-print-file-name=libgcc_s.so.1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
     return { dir: '', warning: `could not run ${cc} to find libgcc_s.so.1; %(libgcc_s_dir)s stays unexpanded (pass libgcc_s_dir=DIR)` };
   }

@@ -93,7 +93,7 @@ export function makeFingerprint(root: string, listed: ListedInputs): InputFinger
   }
   for (const f of listed.files) {
     const st = lstatQuiet(base + f.rel);
-    if (!st || st.mtimeMs >= nowMs - RACY_MS || st.ctimeMs >= nowMs - RACY_MS) return null;
+    if (!st || st.mtimeMs >= nowMs - RACY_MS) return null;
     fp.files.push([f.rel, String(st.size), msString(st), String(st.ino)]);
   }
   return fp;

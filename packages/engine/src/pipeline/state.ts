@@ -91,7 +91,7 @@ export function outputSignatures(dir: string, outputs: readonly string[]): Outpu
       out.push({ path: rel, sig: { link: fs.readlinkSync(p) } });
       continue;
     }
-    if (Number(st.mtimeMs) >= now - RACY_MS || Number(st.ctimeMs) >= now - RACY_MS) return null;
+    if (Number(st.mtimeMs) >= now - RACY_MS) return null;
     out.push({ path: rel, sig: [st.size.toString(), st.mtimeNs.toString(), st.ino.toString(), Number(st.mode) & 0o777] });
   }
   return out;
