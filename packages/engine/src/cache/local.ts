@@ -72,9 +72,13 @@ export class LocalCache {
     fs.mkdirSync(path.dirname(target), { recursive: true });
     const tmp = tmpName(path.dirname(target));
     try {
+      const before = fs.statSync(file, { bigint: true });
       fs.copyFileSync(file, tmp, fs.constants.COPYFILE_FICLONE);
-      // The file may have changed since it was hashed: store only what matches the digest.
-      if (digestFile(tmp) !== d) {
+      // The digest was computed from this file; if it changed meanwhile (its stat moved), the
+      // copy is hashed again and stored only when it still matches.
+      const after = fs.statSync(file, { bigint: true });
+      const same = before.size === after.size && before.mtimeNs === after.mtimeNs && before.ino === after.ino;
+      if (!same && digestFile(tmp) !== d) {
         fs.rmSync(tmp, { force: true });
         throw new Error(`${file} changed while it was being stored`);
       }

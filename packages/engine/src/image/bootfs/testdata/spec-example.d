@@ -1,0 +1,8 @@
+bootfs.bin: \
+	libenviron.so \
+	->/proc/mounts \
+	dev \
+	../H/lnk \
+	../H/h \
+
+
