@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { OsvbError, isOsvbError } from '../errors/index.js';
 import { ensureModuleDir, loadOsvConfig } from '../config/index.js';
-import { parseImageSpec, PythonWorker, workerErrorToOsvb, type EvaluatedModule, type EvaluationResult } from '../evaluate/index.js';
+import { parseImageSpec, PythonWorker, resolveInterpreter, workerErrorToOsvb, type EvaluatedModule, type EvaluationResult } from '../evaluate/index.js';
 import { ModuleGraph } from '../graph/index.js';
 import { scheduleGraph } from '../build/index.js';
 import { LocalCache, withLock } from '../cache/index.js';
@@ -167,7 +167,7 @@ async function evaluateCached(resolved: ResolvedBuild, cache: LocalCache, statCa
     defaults: config.defaults,
   });
   const worker = await PythonWorker.start({
-    python: resolved.python,
+    python: resolveInterpreter(resolved.python, path.join(resolved.cacheDir, 'python.json'), resolved.env, resolved.osvBase),
     onOutput: (line) => reporter({ type: 'module-py-output', line }),
     onLog: (text) => reporter({ type: 'log', text }),
   });

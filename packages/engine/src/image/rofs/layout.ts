@@ -1,0 +1,175 @@
+/**
+ * Where everything goes in a ROFS image (spec §8.2/§8.3), computed before a byte is written:
+ * inode numbers and file data in depth-first pre-order, each directory's dentries appended in
+ * post-order, symlink targets in pre-order, then the inode table. File sizes come from the tree,
+ * so the superblock and the structure area are known up front and the image can be written in
+ * one sequential pass. Pure apart from reading nothing at all.
+ */
+import { OsvbError } from '../../errors/index.js';
+import {
+  blocksFor,
+  MODE_DIR,
+  MODE_LINK,
+  MODE_REG,
+  putU64,
+  ROFS_BLOCK,
+  ROFS_DENTRY_HEAD,
+  ROFS_INODE_BYTES,
+  ROFS_MAGIC,
+  ROFS_SYMLINK_HEAD,
+  ROFS_VERSION,
+} from './format.js';
+import { rofsTextProblem, type RofsDir, type RofsFile, type RofsNode, type RofsTree } from './tree.js';
+
+export interface RofsLayoutFile {
+  node: RofsFile;
+  /** Guest path, e.g. `/etc/hosts`. */
+  path: string;
+  inode: number;
+  /** First data block. */
+  block: number;
+  size: number;
+}
+
+export interface RofsLayout {
+  /** Regular files in data order (pre-order); zero-length files included (they occupy no block). */
+  files: RofsLayoutFile[];
+  /** The 512-byte block 0. */
+  superblock: Buffer;
+  /** Dentry table, symlink table and inode table, packed (no padding). */
+  structure: Buffer;
+  structureFirstBlock: number;
+  structureBlocks: number;
+  dentries: number;
+  symlinks: number;
+  inodes: number;
+  directories: number;
+  /** Total image size, including the extra zero block when the structure is a multiple of 512 bytes. */
+  imageSize: number;
+}
+
+/** Python's recursion limit makes gen-rofs-img fail far earlier; this only keeps our stack safe. */
+const MAX_DEPTH = 4096;
+
+function bad(node: RofsNode, message: string): OsvbError {
+  return new OsvbError('OSVB_IMAGE_INPUT', message, node.origin ? { location: { file: node.origin.file, line: node.origin.line } } : {});
+}
+
+export function layoutRofs(tree: RofsTree): RofsLayout {
+  const modes: number[] = [];
+  const offsets: number[] = [];
+  const counts: number[] = [];
+  const dentryInodes: number[] = [];
+  const dentryNames: string[] = [];
+  const symlinks: string[] = [];
+  const files: RofsLayoutFile[] = [];
+  let block = 1;
+  let directories = 1;
+
+  const newInode = (): number => {
+    modes.push(0);
+    offsets.push(0);
+    counts.push(0);
+    return modes.length; // 1-based
+  };
+
+  const writeDir = (dir: RofsDir, dirPath: string, depth: number): [number, number] => {
+    if (depth > MAX_DEPTH) throw bad(dir, `guest path "${dirPath}" is nested more than ${MAX_DEPTH} directories deep`);
+    const childInodes: number[] = [];
+    const childNames: string[] = [];
+    for (const [name, node] of dir.entries) {
+      const guest = `${dirPath}/${name}`;
+      if (name.includes('/')) throw bad(node, `guest name "${name}" in "${dirPath || '/'}" contains "/"`);
+      const np = rofsTextProblem(name, 'name');
+      if (np) throw bad(node, `guest path "${guest}": ${np}`);
+      const ino = newInode();
+      childInodes.push(ino);
+      childNames.push(name);
+      const i = ino - 1;
+      if (node.kind === 'dir') {
+        directories++;
+        modes[i] = MODE_DIR;
+        const [count, first] = writeDir(node, guest, depth + 1);
+        counts[i] = count;
+        offsets[i] = first;
+      } else if (node.kind === 'link') {
+        const tp = rofsTextProblem(node.target, 'link target');
+        if (tp) throw bad(node, `guest link "${guest}" -> "${node.target}": ${tp}`);
+        modes[i] = MODE_LINK;
+        offsets[i] = symlinks.length;
+        counts[i] = 1;
+        symlinks.push(node.target);
+      } else {
+        if (!Number.isSafeInteger(node.size) || node.size < 0) throw bad(node, `file "${guest}" has an invalid size ${node.size}`);
+        modes[i] = MODE_REG;
+        offsets[i] = block;
+        counts[i] = node.size;
+        files.push({ node, path: guest, inode: ino, block, size: node.size });
+        block += blocksFor(node.size);
+      }
+    }
+    const first = dentryInodes.length;
+    for (let k = 0; k < childInodes.length; k++) {
+      dentryInodes.push(childInodes[k] as number);
+      dentryNames.push(childNames[k] as string);
+    }
+    return [childInodes.length, first];
+  };
+
+  const root = newInode();
+  modes[root - 1] = MODE_DIR;
+  const [rootCount, rootFirst] = writeDir(tree.root, '', 0);
+  counts[root - 1] = rootCount;
+  offsets[root - 1] = rootFirst;
+
+  // Names and targets are checked ASCII above, so string length = byte length.
+  let bytes = modes.length * ROFS_INODE_BYTES;
+  for (const n of dentryNames) bytes += ROFS_DENTRY_HEAD + n.length;
+  for (const s of symlinks) bytes += ROFS_SYMLINK_HEAD + s.length;
+  const structure = Buffer.alloc(bytes);
+  let o = 0;
+  for (let k = 0; k < dentryNames.length; k++) {
+    const name = dentryNames[k] as string;
+    putU64(structure, o, dentryInodes[k] as number);
+    structure.writeUInt16LE(name.length, o + 8);
+    structure.write(name, o + ROFS_DENTRY_HEAD, 'latin1');
+    o += ROFS_DENTRY_HEAD + name.length;
+  }
+  for (const s of symlinks) {
+    structure.writeUInt16LE(s.length, o);
+    structure.write(s, o + ROFS_SYMLINK_HEAD, 'latin1');
+    o += ROFS_SYMLINK_HEAD + s.length;
+  }
+  for (let k = 0; k < modes.length; k++) {
+    putU64(structure, o, modes[k] as number);
+    putU64(structure, o + 8, k + 1);
+    putU64(structure, o + 16, offsets[k] as number);
+    putU64(structure, o + 24, counts[k] as number);
+    o += ROFS_INODE_BYTES;
+  }
+
+  const structureBlocks = blocksFor(bytes);
+  const superblock = Buffer.alloc(ROFS_BLOCK);
+  putU64(superblock, 0, ROFS_MAGIC);
+  putU64(superblock, 8, ROFS_VERSION);
+  putU64(superblock, 16, ROFS_BLOCK);
+  putU64(superblock, 24, block);
+  putU64(superblock, 32, structureBlocks);
+  putU64(superblock, 40, dentryNames.length);
+  putU64(superblock, 48, symlinks.length);
+  putU64(superblock, 56, modes.length);
+  // gen-rofs-img pads with `512 - bytes % 512`: a whole zero block when the structure fills its last block.
+  const imageSize = block * ROFS_BLOCK + bytes + (ROFS_BLOCK - (bytes % ROFS_BLOCK));
+  return {
+    files,
+    superblock,
+    structure,
+    structureFirstBlock: block,
+    structureBlocks,
+    dentries: dentryNames.length,
+    symlinks: symlinks.length,
+    inodes: modes.length,
+    directories,
+    imageSize,
+  };
+}
