@@ -7,6 +7,7 @@ export * from './graph/index.js';
 export * from './build/index.js';
 export * from './manifest/index.js';
 export * from './image/index.js';
+export * from './layers/index.js';
 export * from './report/index.js';
 export * from './hash/index.js';
 export * from './cache/index.js';

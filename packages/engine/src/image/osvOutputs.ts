@@ -31,6 +31,12 @@ export interface OsvOutputs {
   /** File name (in the build path) → content. */
   files: Map<string, string>;
   noAppsSelected: boolean;
+  /**
+   * usr.manifest by origin, in order: the skeleton, each module (its usr.manifest and usr
+   * FileMap), then what the build generated (/init, javamains, app lines, append.manifest).
+   * Their concatenation after the header is usr.manifest; image layers are made from them.
+   */
+  usrSections: Array<{ name: string; kind: 'skeleton' | 'module' | 'generated'; text: string }>;
 }
 
 function existsFile(p: string): boolean {
@@ -54,17 +60,25 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
   const files = new Map<string, string>();
   const extra = new Map<string, string>();
   const manifests: Record<'usr' | 'bootfs', string> = { usr: '', bootfs: '' };
+  const usrSections: OsvOutputs['usrSections'] = [];
+  let mark = 0;
+  const section = (type: 'usr' | 'bootfs', text: string, name: string, kind: 'skeleton' | 'module' | 'generated'): void => {
+    if (type === 'usr') usrSections.push({ name, kind, text: text.slice(mark) });
+    mark = text.length;
+  };
 
   for (const type of ['usr', 'bootfs'] as const) {
     const name = `${type}.manifest`;
     let skel = `${name}.skel`;
     if (type === 'usr' && input.usrSkel !== 'default') skel = input.usrSkel;
     let text = '[manifest]\n';
+    mark = text.length;
     if (skel !== 'none') {
       const skelFile = pyJoin(input.osvBase, skel);
       input.observe?.(skelFile);
       text += stageA({ file: skelFile, lines: readSkeleton(skelFile, `${type} skeleton`), variables: {}, libgccSDir: input.libgccSDir, kind: 'skeleton' });
     }
+    section(type, text, 'skeleton', 'skeleton');
     for (const m of input.modules) {
       const moduleManifest = pyJoin(m.dir, name);
       input.observe?.(moduleManifest);
@@ -82,6 +96,7 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
         const opts = { walkOrder: input.walkOrder, patternMode: input.patternMode, moduleName: m.name, ...(input.observe ? { observe: input.observe } : {}) };
         text += expandFileMapCached(fm, opts, input.fileMapCache, ENGINE_VERSION);
       }
+      section(type, text, m.name, 'module');
     }
     for (const app of input.apps) {
       if (app.kind === 'init' && type === 'usr') {
@@ -97,6 +112,7 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
         text += type === 'usr' ? app.usr : app.bootfs;
       }
     }
+    section(type, text, 'generated', 'generated');
     manifests[type] = text;
   }
 
@@ -108,7 +124,10 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
     input.observe?.(appendFile);
     input.observe?.(pyJoin(input.buildPath, 'append_cmdline'));
     if (existsFile(appendFile)) {
-      manifests.usr += fs.readFileSync(appendFile, 'utf8');
+      const appended = fs.readFileSync(appendFile, 'utf8');
+      manifests.usr += appended;
+      const generated = usrSections[usrSections.length - 1];
+      if (generated) generated.text += appended;
       const appendCmdline = pyJoin(input.buildPath, 'append_cmdline');
       if (existsFile(appendCmdline) && cmdline.replace(/\n+$/, '') === '') cmdline = fs.readFileSync(appendCmdline, 'utf8');
     }
@@ -118,7 +137,7 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
   files.set('bootfs.manifest', manifests.bootfs);
   for (const [k, v] of extra) files.set(k, v);
   files.set('cmdline', cmdline);
-  return { files, noAppsSelected };
+  return { files, noAppsSelected, usrSections };
 }
 
 /** Write the outputs that differ from what is on disk (unchanged files keep their mtime). */

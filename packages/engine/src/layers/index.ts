@@ -1,0 +1,99 @@
+/**
+ * Layers: what each part of the image contributes to the guest — the skeleton, every module
+ * (its manifest and FileMap lines), and what the build generated — as an ordered list of
+ * entries (guest path, kind, content file or link target, mode), resolved the way OSv's image
+ * tools resolve manifests (defines, `/**`, `/&/`, host links, `.so` stripping, §6–§8).
+ * A layer's digest covers its entries and their contents, so an unchanged module keeps its
+ * layer digest and writers can skip it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { OsvbError } from '../errors/index.js';
+import type { WalkOrder } from '../fsutil/index.js';
+import { digestValue, type Digest, type StatCache } from '../hash/index.js';
+import { applyDefines, expandEntry, parseManifest, unsymlink } from '../manifest/index.js';
+import { contentPathFor, type StripContext } from '../image/strip.js';
+
+export interface ImageEntry {
+  guest: string;
+  kind: 'file' | 'dir' | 'link';
+  /** Content file for kind 'file' (a stripped copy for stripped `.so` files). */
+  source?: string;
+  /** Link target for kind 'link'. */
+  target?: string;
+  /** Permission bits of the host file or directory. */
+  mode?: number;
+}
+
+export interface Layer {
+  name: string;
+  kind: 'skeleton' | 'module' | 'generated';
+  entries: ImageEntry[];
+  digest: Digest;
+}
+
+export interface LayerOptions {
+  /** BUILD: relative hosts resolve against it. */
+  cwd: string;
+  defines: Readonly<Record<string, string>>;
+  walkOrder: WalkOrder;
+  strip: StripContext;
+  statCache: StatCache;
+  /** Manifest file named in errors (the generated usr.manifest). */
+  file: string;
+}
+
+function lstatQuiet(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+
+/** Entries of one manifest section, with ROFS's rules (strip before the link test, §6.7). */
+export function layerEntries(text: string, opts: LayerOptions): ImageEntry[] {
+  const out: ImageEntry[] = [];
+  for (const raw of parseManifest(text, opts.file)) {
+    const where = { file: opts.file, line: raw.line };
+    const defined = { ...raw, host: applyDefines(raw.host, opts.defines, where) };
+    for (const e of expandEntry(defined, opts.cwd, opts.walkOrder)) {
+      const host = unsymlink(e.host, opts.cwd, where);
+      if (host.startsWith('->')) {
+        out.push({ guest: e.guest, kind: 'link', target: host.slice(2) });
+        continue;
+      }
+      if (host.endsWith('-stripped.so')) continue;
+      const content = contentPathFor(host, opts.strip);
+      const abs = path.resolve(opts.cwd, host);
+      const st = lstatQuiet(content === abs ? abs : content);
+      if (!st) {
+        throw new OsvbError('OSVB_IMAGE_INPUT', `host file does not exist: ${host} (for ${e.guest})`, {
+          location: where,
+          hint: 'a manifest line maps a file that neither the tree nor a module build provides',
+        });
+      }
+      if (content === abs && st.isSymbolicLink()) out.push({ guest: e.guest, kind: 'link', target: fs.readlinkSync(abs) });
+      else if (st.isDirectory()) out.push({ guest: e.guest, kind: 'dir', mode: st.mode & 0o777 });
+      else out.push({ guest: e.guest, kind: 'file', source: content, mode: fs.statSync(abs).mode & 0o777 });
+    }
+  }
+  return out;
+}
+
+/** The digest of a layer: its entries with the digests (not paths) of their contents. */
+export function layerDigest(name: string, entries: readonly ImageEntry[], statCache: StatCache): Digest {
+  return digestValue({
+    name,
+    entries: entries.map((e) =>
+      e.kind === 'file' ? { g: e.guest, k: 'f', d: statCache.digest(e.source as string), m: e.mode } : e.kind === 'link' ? { g: e.guest, k: 'l', t: e.target } : { g: e.guest, k: 'd', m: e.mode },
+    ),
+  });
+}
+
+export function computeLayers(sections: ReadonlyArray<{ name: string; kind: Layer['kind']; text: string }>, opts: LayerOptions): Layer[] {
+  return sections.map((s) => {
+    const entries = layerEntries(s.text, opts);
+    return { name: s.name, kind: s.kind, entries, digest: layerDigest(s.name, entries, opts.statCache) };
+  });
+}
