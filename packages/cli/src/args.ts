@@ -18,6 +18,8 @@ export const BUILD_OPTIONS = {
   'libgcc-s-dir': { type: 'string' },
   bootfs: { type: 'boolean' },
   'cache-dir': { type: 'string' },
+  oci: { type: 'string' },
+  'require-image': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -32,6 +34,8 @@ export interface ParsedBuildArgs {
   libgccSDir: string | undefined;
   bootfs: boolean;
   cacheDir: string | undefined;
+  ociDir: string | undefined;
+  requireImage: boolean;
   help: boolean;
 }
 
@@ -72,6 +76,8 @@ export function parseBuildArgs(argv: readonly string[]): ParsedBuildArgs {
     libgccSDir: v['libgcc-s-dir'],
     bootfs: v.bootfs ?? false,
     cacheDir: v['cache-dir'],
+    ociDir: v.oci,
+    requireImage: v['require-image'] ?? false,
     help: v.help ?? false,
   };
 }

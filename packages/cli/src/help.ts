@@ -19,10 +19,15 @@ and writes usr.manifest, bootfs.manifest, cmdline, javamains and 30-auto-NN to t
 Words (as scripts/build takes them):
   image=SPEC            an images/SPEC.py config, or modules a,b.runconfig,-c (no config defaults)
   modules=SPEC          like image= but config.json's "default" modules are added (unless !SPEC)
-  fs=TYPE               zfs (default), rofs, ramfs, virtiofs, ext, rofs_with_zfs, rofs_with_ext
+  fs=TYPE               zfs (default), rofs, ramfs, virtiofs, ext, rofs_with_zfs, rofs_with_ext;
+                        rofs* also write rofs.img (byte-identical to gen-rofs-img.py, updated
+                        in place), and BUILD/fstab as scripts/build does
   usrskel=FILE          usr skeleton relative to the OSv base, or none
   export=none|selected|all   selected: only listed modules contribute files (--no-required)
-  export_dir=DIR        where export= writes the guest tree
+  export_dir=DIR        where export= writes the guest tree (default <base>/build/export),
+                        updated in place: unchanged files are not rewritten
+  oci=DIR, --oci DIR    write an OCI image layout: one layer per module (plus skeleton and
+                        generated files), deterministic tars; unchanged layers are not rewritten
   --append-manifest     append BUILD/append.manifest (and append_cmdline when cmdline is empty)
   -jN, -j N, -j         jobs: passed to make ("make module -jN") and the number of modules built at once
   arch=x64|aarch64      ARCH for module builds (default: this machine's)
@@ -35,6 +40,8 @@ Options:
   --compat=osv          reproduce OSv byte for byte on this machine: directory walks in the OS's
                         order and OSv's FileMap "**" quirk (default: sorted, reproducible walks)
   --libgcc-s-dir DIR    directory of libgcc_s.so.1 (default: found with gcc, like scripts/build)
+  --require-image       with fs=rofs*, fail when rofs.img cannot be made (default: warn;
+                        e.g. kernel files such as libenviron.so are not in the build path)
   --keep-going          after a failed module, keep building the modules that do not need it
   --cache-dir DIR       the local cache (default: $OSVB_CACHE_DIR, else <base>/.osvb/cache)
   --json                one JSON event per line on stdout

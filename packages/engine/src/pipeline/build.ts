@@ -19,6 +19,7 @@ import type { Reporter } from '../report/index.js';
 import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.js';
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
 import { DependencyRecorder } from './noopMemo.js';
+import { writeImages, type ImageStageResult } from './images.js';
 import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext } from './moduleAction.js';
 import {
   canonicalSame,
@@ -54,6 +55,10 @@ export interface BuildOptions {
   streamMakeOutput?: boolean;
   /** The local cache directory (default $OSVB_CACHE_DIR, else <base>/.osvb/cache). */
   cacheDir?: string;
+  /** Write an OCI image layout here (also the `oci=DIR` word). */
+  ociDir?: string;
+  /** Fail when rofs.img cannot be made (default: warn, as module.py itself succeeds). */
+  requireImage?: boolean;
   /** The command as typed (after `build`) and its directory: enables the "nothing to do" memo. */
   command?: { argv: readonly string[]; cwd: string };
 }
@@ -93,6 +98,7 @@ export interface BuildPlan {
 }
 
 export interface BuildResult extends BuildPlan {
+  images: ImageStageResult;
   built: string[];
   restored: string[];
   outputs: OsvOutputs;
@@ -449,6 +455,26 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (outputs.noAppsSelected) reporter({ type: 'log', text: 'No apps selected' });
   const written = writeOsvOutputs(resolved.buildPath, outputs);
   reporter({ type: 'outputs-written', files: written });
+  const images = await writeImages({
+    osvBase: resolved.osvBase,
+    buildPath: resolved.buildPath,
+    fs: resolved.words.fs,
+    libgccSDir: resolved.libgccSDir,
+    walkOrder: resolved.compat === 'osv' ? 'os' : 'sorted',
+    arch: resolved.arch,
+    outputs,
+    cacheDir: resolved.cacheDir,
+    statCache,
+    env: resolved.env,
+    exportMode: resolved.words.exportMode,
+    exportDir: resolved.words.exportDir,
+    ociDir: opts.ociDir ?? resolved.words.ociDir,
+    requireImage: opts.requireImage ?? false,
+    reporter,
+  });
+  statCache.save();
+  // Image outputs are not fingerprinted: a build that makes one never writes the no-op memo.
+  if (deps && (images.rofs || images.exported || images.oci)) deps.fail('image outputs are not fingerprinted');
   if (deps && opts.command) {
     for (const name of outputs.files.keys()) deps.add(path.join(resolved.buildPath, name));
     deps.write({
@@ -464,7 +490,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
   const durationMs = performance.now() - started;
   reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached });
-  return { ...plan, built, restored, outputs, written, durationMs };
+  return { ...plan, images, built, restored, outputs, written, durationMs };
 }
 
 /**

@@ -28,12 +28,15 @@ export interface BuildWords {
   arch: string | undefined;
   exportMode: 'none' | 'selected' | 'all';
   exportDir: string | undefined;
+  /** `oci=DIR`: write an OCI image layout there. */
+  ociDir: string | undefined;
   /** Words scripts/build accepts that osvb ignores (kernel/disk options), for a notice. */
   ignored: string[];
 }
 
 const CONSUMED_FLAGS = new Set(['check', '--append-manifest', '--create-disk', '--create-zfs-disk', '--use-openzfs']);
-const CONSUMED_VARS = new Set(['image', 'modules', 'fs', 'usrskel']);
+// `oci=` is osvb's own word: not exported to make (it would change every module's key).
+const CONSUMED_VARS = new Set(['image', 'modules', 'fs', 'usrskel', 'oci']);
 
 export function parseBuildWords(words: readonly string[]): BuildWords {
   const vars: Record<string, string> = {};
@@ -136,6 +139,7 @@ export function parseBuildWords(words: readonly string[]): BuildWords {
     arch,
     exportMode: exportValue as BuildWords['exportMode'],
     exportDir: vars['export_dir'],
+    ociDir: vars['oci'],
     ignored,
   };
 }

@@ -1,0 +1,145 @@
+/**
+ * The image stage of `osvb build`, after OSv's outputs are written: BUILD/fstab as
+ * scripts/build leaves it, `rofs.img` for the ROFS file systems (updated in place), the guest
+ * tree for `export=`, and an OCI image layout (one layer per module) for `oci=`/`--oci`.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { OsvbError, isOsvbError } from '../errors/index.js';
+import { pyJoin, writeFileAtomic, type WalkOrder } from '../fsutil/index.js';
+import type { StatCache } from '../hash/index.js';
+import { buildRofsTree, exportManifest, writeOciLayout, writeRofsImage, type OsvOutputs } from '../image/index.js';
+import type { StripContext } from '../image/strip.js';
+import { computeLayers } from '../layers/index.js';
+import type { Reporter } from '../report/index.js';
+import type { FsType } from './words.js';
+
+export interface ImageStageInput {
+  osvBase: string;
+  buildPath: string;
+  fs: FsType;
+  libgccSDir: string;
+  walkOrder: WalkOrder;
+  arch: string;
+  outputs: OsvOutputs;
+  cacheDir: string;
+  statCache: StatCache;
+  env: Readonly<Record<string, string>>;
+  exportMode: 'none' | 'selected' | 'all';
+  exportDir: string | undefined;
+  ociDir: string | undefined;
+  /** Fail (instead of warning) when rofs.img cannot be made from the manifest. */
+  requireImage: boolean;
+  reporter: Reporter;
+}
+
+export interface ImageStageResult {
+  rofs?: { written: boolean; bytesWritten: number; filesWritten: number; filesReused: number; mode: string; reason?: string };
+  exported?: { dir: string; changed: number };
+  oci?: { dir: string; layersWritten: number; layersReused: number; manifestDigest: string };
+}
+
+const ROFS_FAMILY: readonly FsType[] = ['rofs', 'rofs_with_zfs', 'rofs_with_ext'];
+
+/** BUILD/fstab as scripts/build leaves it for each file system (spec §4.7 table). */
+export function fstabFor(fsType: FsType, osvBase: string): string | undefined {
+  const read = (name: string): string | undefined => {
+    try {
+      return fs.readFileSync(path.join(osvBase, 'static', 'etc', name), 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  switch (fsType) {
+    case 'zfs':
+    case 'ramfs':
+      return read('fstab');
+    case 'ext':
+      return read('fstab_ext');
+    case 'rofs':
+      return read('fstab_rofs');
+    case 'rofs_with_zfs': {
+      const t = read('fstab_rofs');
+      return t === undefined ? undefined : `${t}/dev/vblk0.2 /data      zfs       defaults 0 0\n`;
+    }
+    case 'rofs_with_ext': {
+      const t = read('fstab_rofs');
+      return t === undefined ? undefined : `${t}/dev/vblk0.2 /data      ext       defaults 0 0\n`;
+    }
+    case 'virtiofs':
+      return undefined;
+  }
+}
+
+function writeIfChanged(file: string, text: string): void {
+  try {
+    if (fs.readFileSync(file, 'utf8') === text) return;
+  } catch {
+    /* missing */
+  }
+  writeFileAtomic(file, text);
+}
+
+export async function writeImages(input: ImageStageInput): Promise<ImageStageResult> {
+  const wantsRofs = ROFS_FAMILY.includes(input.fs);
+  const wantsExport = input.exportMode !== 'none';
+  const result: ImageStageResult = {};
+  if (!wantsRofs && !wantsExport && !input.ociDir) return result;
+
+  const fstab = fstabFor(input.fs, input.osvBase);
+  if (fstab !== undefined) writeIfChanged(path.join(input.buildPath, 'fstab'), fstab);
+
+  const usrText = input.outputs.files.get('usr.manifest') ?? '';
+  const file = pyJoin(input.buildPath, 'usr.manifest');
+  const warn = (text: string): void => input.reporter({ type: 'warning', text });
+  const strip: StripContext = { cwd: input.buildPath, strip: input.env['STRIP'] || 'strip', cacheDir: input.cacheDir, warn };
+  const defines = { libgcc_s_dir: input.libgccSDir };
+
+  if (wantsRofs) {
+    const out = path.join(input.buildPath, 'rofs.img');
+    try {
+      const tree = await buildRofsTree(usrText, {
+        file,
+        cwd: input.buildPath,
+        defines,
+        walkOrder: input.walkOrder,
+        strip: { program: strip.strip, cacheDir: strip.cacheDir, warn },
+      });
+      const stats = await writeRofsImage(tree, out, { incremental: true });
+      result.rofs = { written: true, bytesWritten: stats.bytesWritten, filesWritten: stats.filesWritten, filesReused: stats.filesReused, mode: stats.mode };
+      input.reporter({
+        type: 'log',
+        text: `rofs.img ${stats.mode === 'in-place' ? 'updated' : 'written'}: ${stats.filesWritten} files written, ${stats.filesReused} reused, ${stats.bytesWritten} bytes`,
+      });
+    } catch (e) {
+      // A tree whose manifest maps files the kernel build makes (libenviron.so, …) cannot be
+      // imaged by osvb alone; module.py succeeds there, so by default that is a warning.
+      if (!isOsvbError(e) || input.requireImage || e.code !== 'OSVB_IMAGE_INPUT') throw e;
+      result.rofs = { written: false, bytesWritten: 0, filesWritten: 0, filesReused: 0, mode: 'none', reason: e.format() };
+      warn(`rofs.img was not written (pass --require-image to make this an error):\n${e.format()}`);
+    }
+  }
+
+  if (wantsExport) {
+    const dir = path.resolve(input.exportDir ?? path.join(input.osvBase, 'build', 'export'));
+    const res = exportManifest(usrText, file, dir, { cwd: input.buildPath, defines, walkOrder: input.walkOrder, strip });
+    for (const w of res.warnings) warn(w);
+    result.exported = { dir, changed: res.written.length + res.removed.length };
+    input.reporter({ type: 'log', text: `exported to ${dir}: ${res.written.length} written, ${res.removed.length} removed, ${res.unchanged} unchanged` });
+  }
+
+  if (input.ociDir) {
+    const layers = computeLayers(input.outputs.usrSections, { cwd: input.buildPath, defines, walkOrder: input.walkOrder, strip, statCache: input.statCache, file });
+    const res = await writeOciLayout(path.resolve(input.ociDir), {
+      layers: layers.map((l) => ({ name: l.name, entries: l.entries })),
+      cmdline: input.outputs.files.get('cmdline') ?? '',
+      arch: input.arch,
+    });
+    const written = res.layers.filter((l) => l.written).length;
+    result.oci = { dir: res.dir, layersWritten: written, layersReused: res.layers.length - written, manifestDigest: res.manifestDigest };
+    input.reporter({ type: 'log', text: `OCI layout ${res.dir}: ${res.layers.length} layers (${written} written, ${res.layers.length - written} reused)` });
+  }
+  return result;
+}
+
+export { OsvbError };
