@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { build, expandGeneratedManifest, isOsvbError, OsvbError, type Reporter } from '@osv-build/engine';
 import { parseBuildArgs, type ParsedBuildArgs } from './args.js';
 import { runCache, runExplain } from './commands.js';
+import { runImageCommand } from './imagecmds.js';
+import { runRofs } from './rofs.js';
 import { BUILD_HELP, MAIN_HELP } from './help.js';
 import { jsonReporter, textReporter } from './reporter.js';
 
@@ -36,6 +38,8 @@ async function runBuild(argv: string[], printManifest: boolean): Promise<number>
       keepGoing: args.keepGoing,
       libgccSDir: args.libgccSDir,
       cacheDir: args.cacheDir,
+      ...(args.ociDir ? { ociDir: args.ociDir } : {}),
+      requireImage: args.requireImage,
       ...(command ? { command } : {}),
       reporter,
       signal: controller.signal,
@@ -87,6 +91,11 @@ export async function main(argv: string[]): Promise<number> {
         return await runExplain(rest);
       case 'cache':
         return await runCache(rest);
+      case 'bootfs':
+      case 'export':
+        return await runImageCommand(cmd, rest);
+      case 'rofs':
+        return await runRofs(rest);
       default:
         throw new OsvbError('OSVB_USAGE', `unknown command "${cmd}"`, { hint: 'commands: build, manifest; see osvb --help' });
     }

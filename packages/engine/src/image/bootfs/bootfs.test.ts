@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { initHashing } from '../../hash/index.js';
@@ -12,7 +13,7 @@ import { writeBootfs, type BootfsOptions } from './index.js';
  * are what OSv's scripts/mkbootfs.py wrote for it (testdata/generate.py, run by hand against
  * an OSv checkout, with os.walk visiting names sorted).
  */
-const TESTDATA = path.join(path.dirname(new URL(import.meta.url).pathname), 'testdata');
+const TESTDATA = path.join(path.dirname(fileURLToPath(import.meta.url)), 'testdata');
 
 interface NodeSpec {
   text?: string;

@@ -279,7 +279,7 @@ export function exportManifest(manifestText: string, file: string, exportDir: st
   // 1. Entries exported last time and not wanted now: deepest first.
   const wanted = new Set(plan.nodes.map((n) => n.rel));
   const stale = [...previous.entries()].filter(([rel]) => !wanted.has(rel));
-  stale.sort((a, b) => b[0].split('/').length - a[0].split('/').length);
+  stale.sort((a, b) => b[0].split('/').length - a[0].split('/').length || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   for (const [rel, entry] of stale) {
     if (!parentIsReal(rel)) continue;
     const st = lstatOrUndefined(abs(rel));

@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import { OsvbError, type SourceLocation } from '../../errors/index.js';
 import { pyJoin, type WalkOrder } from '../../fsutil/index.js';
 import { applyDefines, expandEntry, parseManifest, unsymlink, decodeManifestText } from '../../manifest/index.js';
+import { initHashing } from '../../hash/index.js';
 import { contentPathFor, shouldStrip, type StripContext } from '../strip.js';
 
 export interface RofsOrigin {
@@ -197,8 +198,17 @@ function errnoText(e: unknown): string {
   return `cannot be read (${code ?? String(e)})`;
 }
 
+function stripped(host: string, ctx: StripContext, origin: RofsOrigin): string {
+  try {
+    return contentPathFor(host, ctx);
+  } catch (e) {
+    throw new OsvbError('OSVB_IO', `cannot keep a stripped copy of "${host}" in ${ctx.cacheDir}: ${(e as Error).message}`, { ...loc(origin), cause: e });
+  }
+}
+
 /** Build the tree from manifest text. Throws OsvbError (with file and line) on every input gen-rofs-img cannot handle. */
-export function buildRofsTree(text: string, opts: RofsTreeOptions): RofsTree {
+export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promise<RofsTree> {
+  if (opts.strip) await initHashing(); // the strip cache is keyed by content digests
   const cwd = path.resolve(opts.cwd);
   const walkOrder = opts.walkOrder ?? 'sorted';
   const defines = opts.defines ?? {};
@@ -217,7 +227,7 @@ export function buildRofsTree(text: string, opts: RofsTreeOptions): RofsTree {
         continue;
       }
       if (host.endsWith('-stripped.so')) continue;
-      const source = stripCtx && shouldStrip(host, cwd) ? contentPathFor(host, stripCtx) : onDisk(cwd, host);
+      const source = stripCtx && shouldStrip(host, cwd) ? stripped(host, stripCtx, origin) : onDisk(cwd, host);
       let st: fs.BigIntStats | undefined;
       let problem: string | undefined;
       try {
@@ -254,7 +264,7 @@ export function buildRofsTree(text: string, opts: RofsTreeOptions): RofsTree {
 }
 
 /** Read a manifest file (UTF-8) and build its tree. */
-export function readRofsTree(manifestPath: string, opts: Omit<RofsTreeOptions, 'file'> & { file?: string }): RofsTree {
+export async function readRofsTree(manifestPath: string, opts: Omit<RofsTreeOptions, 'file'> & { file?: string }): Promise<RofsTree> {
   let bytes: Buffer;
   const file = opts.file ?? manifestPath;
   try {

@@ -71,6 +71,11 @@ function hex(n: bigint): string {
   return n.toString(16).padStart(16, '0');
 }
 
+/** Digest of block 0 and the structure area together: what the sidecar says the image's metadata is. */
+function metadataDigest(hasher: Hasher, superblock: Uint8Array, structure: Uint8Array): string {
+  return hex(hasher.create64().update(superblock).update(structure).digest());
+}
+
 export function defaultLayoutPath(outPath: string): string {
   return `${outPath}.osvb-layout.json`;
 }
@@ -287,7 +292,12 @@ function isInt(v: unknown): v is number {
 }
 
 /** The sidecar's file table by first block, if the sidecar still describes the image on disk; else why not. */
-function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): Map<number, SidecarFile> | string {
+interface TrustedSidecar {
+  byBlock: Map<number, SidecarFile>;
+  image: Sidecar['image'];
+}
+
+function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): TrustedSidecar | string {
   let side: Sidecar;
   try {
     side = JSON.parse(fs.readFileSync(layoutPath, 'utf8')) as Sidecar;
@@ -311,9 +321,11 @@ function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): Map<n
   const structStart = img.structureBlock * ROFS_BLOCK;
   if (img.structureBlock < 1 || structStart + img.structureBytes > img.size) return 'the layout file is damaged';
   const structure = Buffer.alloc(img.structureBytes);
+  const superblock = Buffer.alloc(ROFS_BLOCK);
   try {
     const fd = fs.openSync(outPath, 'r');
     try {
+      if (readAtLeast(fd, superblock, 0, ROFS_BLOCK, 0, 0) !== ROFS_BLOCK) return 'the image is shorter than recorded';
       if (readAtLeast(fd, structure, 0, img.structureBytes, 0, structStart) !== img.structureBytes) return 'the image is shorter than recorded';
     } finally {
       fs.closeSync(fd);
@@ -321,7 +333,7 @@ function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): Map<n
   } catch {
     return 'the image cannot be read';
   }
-  if (hex(hasher.h64Raw(structure)) !== img.structureDigest) return 'the image structure does not match the layout file';
+  if (metadataDigest(hasher, superblock, structure) !== img.structureDigest) return 'the image structure does not match the layout file';
   const byBlock = new Map<number, SidecarFile>();
   for (const f of side.files) {
     if (!f || typeof f.p !== 'string' || !isInt(f.b) || !isInt(f.n) || !isInt(f.s) || typeof f.d !== 'string' || f.n !== blocksFor(f.s)) {
@@ -331,7 +343,7 @@ function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): Map<n
     if (f.b < 1 || f.b + f.n > img.structureBlock) return 'the layout file is damaged';
     byBlock.set(f.b, f);
   }
-  return byBlock;
+  return { byBlock, image: img };
 }
 
 function writeSidecar(outPath: string, layoutPath: string, layout: RofsLayout, digests: string[], hasher: Hasher): void {
@@ -355,7 +367,7 @@ function writeSidecar(outPath: string, layoutPath: string, layout: RofsLayout, d
       mtimeNs: st.mtimeNs.toString(),
       structureBlock: layout.structureFirstBlock,
       structureBytes: layout.structure.length,
-      structureDigest: hex(hasher.h64Raw(layout.structure)),
+      structureDigest: metadataDigest(hasher, layout.superblock, layout.structure),
     },
     files,
   };
@@ -432,50 +444,57 @@ function writeFull(layout: RofsLayout, outPath: string, hasher: Hasher | undefin
   }
 }
 
-/** Update `outPath` in place; `old` is the trusted sidecar table. */
-function writeInPlace(
-  layout: RofsLayout,
-  outPath: string,
-  fd: number,
-  old: Map<number, SidecarFile>,
-  hasher: Hasher,
-): { bytes: number; digests: string[]; written: number; reused: number } {
-  const w = new ImageWriter(fd, 0, hasher);
+const EMPTY_DIGEST_INPUT = new Uint8Array(0);
+
+/**
+ * Which files can stay where they are: same first block, same size, and the same content (by
+ * stat signature when the sidecar recorded one, else by digest). Reads sources, writes nothing.
+ */
+function planInPlace(layout: RofsLayout, old: TrustedSidecar, hasher: Hasher): { keep: boolean[]; digests: Array<string | undefined> } {
+  const keep: boolean[] = [];
+  const digests: Array<string | undefined> = [];
   let scratch: Buffer | undefined;
-  const digests: string[] = [];
-  let written = 0;
-  let reused = 0;
   for (const f of layout.files) {
     if (f.size === 0) {
-      digests.push(hex(hasher.h64Raw(new Uint8Array(0))));
+      keep.push(true);
+      digests.push(hex(hasher.h64Raw(EMPTY_DIGEST_INPUT)));
       continue;
     }
-    const prev = old.get(f.block);
-    if (prev && prev.s === f.size) {
-      const sig = signatureText(f.node);
-      if (prev.sig !== undefined && prev.sig === sig && prev.src === path.resolve(f.node.source)) {
-        digests.push(prev.d);
-        reused++;
-        continue;
-      }
-      scratch ??= Buffer.allocUnsafe(1 << 20);
-      const d = digestSource(f, hasher, scratch);
-      if (d === prev.d) {
-        digests.push(d);
-        reused++;
-        continue;
-      }
+    const prev = old.byBlock.get(f.block);
+    if (!prev || prev.s !== f.size) {
+      keep.push(false);
+      digests.push(undefined);
+      continue;
     }
-    w.seek(f.block * ROFS_BLOCK);
-    digests.push(w.copyFile(f) as string);
-    written++;
+    if (prev.sig !== undefined && prev.sig === signatureText(f.node) && prev.src === path.resolve(f.node.source)) {
+      keep.push(true);
+      digests.push(prev.d);
+      continue;
+    }
+    scratch ??= Buffer.allocUnsafe(1 << 20);
+    const d = digestSource(f, hasher, scratch);
+    keep.push(d === prev.d);
+    digests.push(d === prev.d ? d : undefined);
   }
-  writeTail(w, layout);
-  w.seek(0);
-  w.append(layout.superblock);
+  return { keep, digests };
+}
+
+/** Write the planned changes into the open image: changed file data, then structure area and superblock, then truncate. */
+function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: Array<string | undefined>, structureChanged: boolean, hasher: Hasher): number {
+  const w = new ImageWriter(fd, 0, hasher);
+  layout.files.forEach((f, i) => {
+    if (keep[i]) return;
+    w.seek(f.block * ROFS_BLOCK);
+    digests[i] = w.copyFile(f);
+  });
+  if (structureChanged) {
+    writeTail(w, layout);
+    w.seek(0);
+    w.append(layout.superblock);
+  }
   w.flush();
   fs.ftruncateSync(fd, layout.imageSize);
-  return { bytes: w.bytesWritten, digests, written, reused };
+  return w.bytesWritten;
 }
 
 /**
@@ -496,40 +515,50 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
   let fullReason: string | undefined = typeof old === 'string' ? old : undefined;
   if (typeof old !== 'string') {
     // Worth updating in place only if some file could stay where it is.
-    const candidates = layout.files.some((f) => f.size > 0 && old.get(f.block)?.s === f.size);
+    const candidates = layout.files.some((f) => f.size > 0 && old.byBlock.get(f.block)?.s === f.size);
     if (!candidates) fullReason = 'no file keeps its place in the image';
-    let fd: number | undefined;
-    if (candidates) {
+    else {
+      const { keep, digests } = planInPlace(layout, old, hasher);
+      const structureChanged =
+        old.image.structureBlock !== layout.structureFirstBlock ||
+        old.image.size !== layout.imageSize ||
+        old.image.structureDigest !== metadataDigest(hasher, layout.superblock, layout.structure);
+      const toWrite = keep.filter((k) => !k).length;
+      const kept = layout.files.filter((f, i) => keep[i] && f.size > 0).length;
+      if (toWrite === 0 && !structureChanged) {
+        // Nothing to do: the image is left alone (its mtime too); refresh the sidecar's signatures.
+        writeSidecar(outPath, layoutPath, layout, digests as string[], hasher);
+        return statsOf(layout, 'in-place', 0, 0, kept);
+      }
+      let fd: number | undefined;
       try {
         fd = fs.openSync(outPath, 'r+');
       } catch {
         fullReason = 'the image cannot be opened for update';
       }
-    }
-    if (fd !== undefined) {
-      // From here on the image is being changed: the old sidecar must not survive a crash.
-      try {
-        fs.rmSync(layoutPath, { force: true });
-      } catch (e) {
-        fs.closeSync(fd);
-        throw ioError(`cannot remove ${layoutPath}`, e);
-      }
-      let result: ReturnType<typeof writeInPlace>;
-      try {
-        result = writeInPlace(layout, outPath, fd, old, hasher);
-        fs.closeSync(fd);
-      } catch (e) {
+      if (fd !== undefined) {
+        let bytes: number;
         try {
+          // From here on the image is being changed: the old sidecar must not survive a crash.
+          fs.rmSync(layoutPath, { force: true });
+          bytes = writeInPlace(layout, fd, keep, digests, structureChanged, hasher);
           fs.closeSync(fd);
-        } catch {
-          /* already closed */
+          fd = undefined;
+        } catch (e) {
+          if (fd !== undefined) {
+            try {
+              fs.closeSync(fd);
+            } catch {
+              /* already closed */
+            }
+          }
+          if (!fs.existsSync(layoutPath)) removeQuietly(outPath); // half-updated: never leave it looking like an image
+          if (e instanceof OsvbError) throw e;
+          throw ioError(`cannot update ${outPath}`, e);
         }
-        removeQuietly(outPath); // half-updated: never leave it looking like an image
-        if (e instanceof OsvbError) throw e;
-        throw ioError(`cannot update ${outPath}`, e);
+        writeSidecar(outPath, layoutPath, layout, digests as string[], hasher);
+        return statsOf(layout, 'in-place', bytes, toWrite, kept);
       }
-      writeSidecar(outPath, layoutPath, layout, result.digests, hasher);
-      return statsOf(layout, 'in-place', result.bytes, result.written, result.reused);
     }
   }
   const { bytes, digests } = writeFull(layout, outPath, hasher, () => removeQuietly(layoutPath));

@@ -1,0 +1,21 @@
+export {
+  buildRofsTree,
+  readRofsTree,
+  checkRofsTree,
+  rofsDir,
+  rofsFileFrom,
+  rofsTextProblem,
+  ROFS_MAX_NAME,
+  type RofsTree,
+  type RofsNode,
+  type RofsDir,
+  type RofsFile,
+  type RofsLink,
+  type RofsOrigin,
+  type RofsSourceSignature,
+  type RofsTreeOptions,
+  type RofsStripOptions,
+} from './tree.js';
+export { layoutRofs, type RofsLayout, type RofsLayoutFile } from './layout.js';
+export { writeRofsImage, defaultLayoutPath, type RofsWriteOptions, type RofsWriteStats } from './writer.js';
+export { RofsImage, listRofs, readRofsFile, extractRofs, type RofsSource, type RofsEntry, type RofsEntryKind, type RofsSuperblock } from './reader.js';

@@ -1,0 +1,280 @@
+/** The ROFS writer: streaming, atomic full writes, incremental in-place updates. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { OsvbError } from '../../errors/index.js';
+import { listRofs, readRofsFile } from './reader.js';
+import { buildRofsTree, rofsDir, rofsFileFrom, type RofsTree } from './tree.js';
+import { defaultLayoutPath, writeRofsImage } from './writer.js';
+
+const temps: string[] = [];
+function tempDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-rofs-writer-'));
+  temps.push(d);
+  return d;
+}
+afterAll(() => {
+  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** Deterministic bytes. */
+function bytes(n: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  let x = seed * 2654435761 + 1;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}
+
+/** 30 "modules" of a few files each, and the manifest that maps them. */
+function moduleTree(root: string): { build: string; manifest: string; files: string[] } {
+  const build = path.join(root, 'build');
+  const files: string[] = [];
+  let manifest = '';
+  for (let m = 0; m < 30; m++) {
+    for (let f = 0; f < 4; f++) {
+      const rel = `mods/m${m}/f${f}`;
+      fs.mkdirSync(path.join(build, `mods/m${m}`), { recursive: true });
+      fs.writeFileSync(path.join(build, rel), bytes(((m * 7 + f * 13) % 9) * 700 + 37, m * 10 + f));
+      files.push(rel);
+    }
+    manifest += `/m${m}/**: mods/m${m}/**\n`;
+  }
+  manifest += '/etc/mnttab: ->/proc/mounts\n';
+  fs.writeFileSync(path.join(build, 'usr.manifest'), manifest);
+  return { build, manifest, files };
+}
+
+async function treeOf(build: string): Promise<RofsTree> {
+  return buildRofsTree(fs.readFileSync(path.join(build, 'usr.manifest'), 'utf8'), { file: 'usr.manifest', cwd: build, strip: false });
+}
+
+/** Make sure a file's new mtime/ctime differ from what a sidecar recorded (coarse timestamps). */
+function rewrite(file: string, data: Buffer): void {
+  fs.writeFileSync(file, data);
+  const t = new Date(Date.now() + 5000);
+  fs.utimesSync(file, t, t);
+}
+
+describe('full writes', () => {
+  it('are atomic: a failure leaves neither a temp file nor a partial image', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const tree = await treeOf(build);
+    // A source that grows between building the tree and writing the image.
+    fs.appendFileSync(path.join(build, 'mods/m3/f1'), 'more');
+    const out = path.join(root, 'rofs.img');
+    await expect(writeRofsImage(tree, out, { incremental: false })).rejects.toMatchObject({ code: 'OSVB_IO' });
+    expect(fs.readdirSync(root)).toEqual(['build']);
+  });
+
+  it('report a source that shrank or vanished', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const tree = await treeOf(build);
+    fs.truncateSync(path.join(build, 'mods/m5/f2'), 3);
+    await expect(writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false })).rejects.toThrow(/changed while the image was written: expected \d+ bytes, it has 3/);
+    fs.rmSync(path.join(build, 'mods/m5/f2'));
+    const err = await writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OsvbError);
+    expect((err as OsvbError).message).toMatch(/does not exist/);
+    expect((err as OsvbError).location).toEqual({ file: 'usr.manifest', line: 6 });
+  });
+
+  it('stream files larger than the write buffer (and detect growth after the last chunk)', async () => {
+    const root = tempDir();
+    const big = path.join(root, 'big');
+    const data = bytes(20 * 1024 * 1024 + 123, 7);
+    fs.writeFileSync(big, data);
+    const small = path.join(root, 'small');
+    fs.writeFileSync(small, 'small');
+    const tree: RofsTree = { root: rofsDir() };
+    tree.root.entries.set('s', rofsFileFrom(small));
+    tree.root.entries.set('big', rofsFileFrom(big));
+    tree.root.entries.set('t', rofsFileFrom(small));
+    const out = path.join(root, 'big.img');
+    const stats = await writeRofsImage(tree, out, { incremental: false });
+    expect(stats.bytesWritten).toBe(fs.statSync(out).size);
+    expect(readRofsFile(out, '/big').equals(data)).toBe(true);
+    expect(readRofsFile(out, '/t').toString()).toBe('small');
+    fs.appendFileSync(big, 'x');
+    await expect(writeRofsImage(tree, out, { incremental: false })).rejects.toThrow(/it has more/);
+    expect(readRofsFile(out, '/big').equals(data)).toBe(true); // the old image is untouched
+  });
+
+  it('a non-incremental write removes a stale layout file', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(fs.existsSync(defaultLayoutPath(out))).toBe(true);
+    await writeRofsImage(await treeOf(build), out, { incremental: false });
+    expect(fs.existsSync(defaultLayoutPath(out))).toBe(false);
+  });
+});
+
+describe('incremental updates', () => {
+  async function scratch(build: string, root: string): Promise<Buffer> {
+    const p = path.join(root, `scratch-${Math.random().toString(36).slice(2)}.img`);
+    await writeRofsImage(await treeOf(build), p, { incremental: false });
+    const b = fs.readFileSync(p);
+    fs.rmSync(p);
+    return b;
+  }
+
+  it('one file changed in the middle (same size): only it is rewritten; the image equals a from-scratch one', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    const first = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(first.mode).toBe('full');
+    const target = path.join(build, 'mods/m15/f2');
+    const size = fs.statSync(target).size;
+    rewrite(target, bytes(size, 999));
+    const second = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(second.mode).toBe('in-place');
+    expect(second.filesWritten).toBe(1);
+    expect(second.filesReused).toBe(first.filesWritten - 1);
+    expect(second.bytesWritten).toBeLessThan(first.bytesWritten / 10);
+    expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
+  });
+
+  it('one file grows by a block: everything after it moves; still identical to a from-scratch image', async () => {
+    const root = tempDir();
+    const { build, files } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    const first = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const target = path.join(build, 'mods/m20/f0');
+    rewrite(target, Buffer.concat([fs.readFileSync(target), bytes(900, 1)]));
+    const second = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(second.mode).toBe('in-place');
+    expect(second.filesReused).toBeGreaterThan(0);
+    expect(second.filesWritten).toBeLessThan(files.length);
+    expect(second.bytesWritten).toBeLessThan(first.bytesWritten);
+    expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
+  });
+
+  it('a shrinking tree truncates the image', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const manifest = fs.readFileSync(path.join(build, 'usr.manifest'), 'utf8').split('\n');
+    fs.writeFileSync(path.join(build, 'usr.manifest'), manifest.filter((l) => !/^\/m(2\d)\//.test(l)).join('\n'));
+    const second = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(second.mode).toBe('in-place');
+    expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
+  });
+
+  it('nothing changed: nothing is written and the image keeps its mtime', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const before = fs.statSync(out, { bigint: true }).mtimeNs;
+    const again = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(again).toMatchObject({ mode: 'in-place', bytesWritten: 0, filesWritten: 0 });
+    expect(fs.statSync(out, { bigint: true }).mtimeNs).toBe(before);
+  });
+
+  it('a touched but unchanged file is compared by content and not rewritten', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const target = path.join(build, 'mods/m1/f1');
+    rewrite(target, fs.readFileSync(target));
+    const again = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(again.filesWritten).toBe(0);
+  });
+
+  it('an image changed behind its layout file is rewritten from scratch', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const fd = fs.openSync(out, 'r+');
+    fs.writeSync(fd, Buffer.from('garbage'), 0, 7, 600);
+    fs.closeSync(fd);
+    const t = new Date(Date.now() + 10_000);
+    fs.utimesSync(out, t, t);
+    const again = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(again.mode).toBe('full');
+    expect(again.fullReason).toMatch(/changed after the layout file/);
+    expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
+  });
+
+  it('a damaged or foreign layout file is not trusted', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    fs.writeFileSync(defaultLayoutPath(out), '{"format":"something else"}');
+    expect((await writeRofsImage(await treeOf(build), out, { incremental: true })).mode).toBe('full');
+    fs.writeFileSync(defaultLayoutPath(out), '{not json');
+    expect((await writeRofsImage(await treeOf(build), out, { incremental: true })).mode).toBe('full');
+  });
+
+  it('a run that fails half-way leaves no layout file and no image; the next run writes from scratch', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const a = path.join(build, 'mods/m4/f0');
+    const b = path.join(build, 'mods/m25/f3');
+    rewrite(a, bytes(fs.statSync(a).size, 4242));
+    rewrite(b, bytes(fs.statSync(b).size + 10, 4243)); // planned as "write" without reading it
+    const tree = await treeOf(build);
+    fs.appendFileSync(b, 'grew after the tree was built');
+    await expect(writeRofsImage(tree, out, { incremental: true })).rejects.toMatchObject({ code: 'OSVB_IO' });
+    expect(fs.existsSync(defaultLayoutPath(out))).toBe(false);
+    expect(fs.existsSync(out)).toBe(false);
+    const next = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(next.mode).toBe('full');
+    expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
+  });
+
+  it('a source that changes while being compared fails before the image is touched', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const before = fs.readFileSync(out);
+    const b = path.join(build, 'mods/m25/f3');
+    rewrite(b, fs.readFileSync(b)); // same content, new mtime: it will be read and compared
+    const tree = await treeOf(build);
+    fs.appendFileSync(b, 'grew after the tree was built');
+    await expect(writeRofsImage(tree, out, { incremental: true })).rejects.toMatchObject({ code: 'OSVB_IO' });
+    expect(fs.readFileSync(out).equals(before)).toBe(true);
+    expect(fs.existsSync(defaultLayoutPath(out))).toBe(true);
+  });
+
+  it('a process killed mid-update (layout file deleted, image half-written) is not trusted next time', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    // What a kill leaves: the sidecar already removed, some bytes changed.
+    fs.rmSync(defaultLayoutPath(out));
+    const fd = fs.openSync(out, 'r+');
+    fs.writeSync(fd, Buffer.alloc(512, 0xee), 0, 512, 512 * 3);
+    fs.closeSync(fd);
+    const next = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(next.mode).toBe('full');
+    expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
+  });
+
+  it('the image lists the same tree after an incremental update', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    rewrite(path.join(build, 'mods/m0/f0'), Buffer.from('tiny now'));
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(readRofsFile(out, '/m0/f0').toString()).toBe('tiny now');
+    expect(listRofs(out).filter((e) => e.kind === 'file')).toHaveLength(120);
+  });
+});
