@@ -73,6 +73,7 @@ export async function osvb(args: string[], opts: { cwd?: string; env?: Record<st
     extendEnv: false,
     reject: false,
     stdin: 'ignore',
+    stripFinalNewline: false,
   });
   return { exitCode: res.exitCode ?? -1, stdout: String(res.stdout), stderr: String(res.stderr) };
 }
