@@ -116,7 +116,7 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
       // imaged by osvb alone; module.py succeeds there, so by default that is a warning.
       if (!isOsvbError(e) || input.requireImage || e.code !== 'OSVB_IMAGE_INPUT') throw e;
       result.rofs = { written: false, bytesWritten: 0, filesWritten: 0, filesReused: 0, mode: 'none', reason: e.format() };
-      warn(`rofs.img was not written (pass --require-image to make this an error):\n${e.format()}`);
+      warn(`rofs.img was not written (pass --require-image to make this an error):\n${e.format().replace(/^/gm, '  ')}`);
     }
   }
 
