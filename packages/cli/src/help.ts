@@ -5,9 +5,13 @@ Usage:
   osvb manifest [WORDS…] [OPTIONS]   build, then print the expanded guest → host list
   osvb explain MODULE [WORDS…]       why MODULE will be rebuilt or restored
   osvb cache stats|gc|clean|verify   inspect and trim the local cache
+  osvb rofs -m MANIFEST -o OUT       write a ROFS image (like scripts/gen-rofs-img.py)
+  osvb rofs ls|cat|extract IMAGE …   read a ROFS image
+  osvb bootfs -m MANIFEST -o OUT     write a bootfs blob (like scripts/mkbootfs.py)
+  osvb export -e DIR -m MANIFEST     export a manifest's guest tree (like export_manifest.py)
   osvb --help | --version
 
-Run "osvb build --help" for the words and options.
+Run "osvb build --help" for the words and options, "osvb COMMAND --help" for the others.
 `;
 
 export const BUILD_HELP = `Usage: osvb build [WORDS…] [OPTIONS]
