@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../errors/index.js';
 import { parseImageSpec, type ParseSpecOptions } from './spec.js';
+import { error } from '../testing/index.js';
 
 const images: Record<string, string> = { default: '/osv/images/default.py', empty: '/osv/images/empty.py', 'a,,b': '/osv/images/a,,b.py' };
 const asked: string[] = [];
@@ -18,15 +19,6 @@ const items = (raw: string, o: Partial<ParseSpecOptions> = {}) => {
   return r.spec.items.map((i) => (i.config === null ? i.name : `${i.name}.${i.config}`));
 };
 
-function error(fn: () => unknown): OsvbError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(OsvbError);
-    return e as OsvbError;
-  }
-  throw new Error('expected an OsvbError');
-}
 
 describe('parseImageSpec (§4.2–4.3)', () => {
   it('an images/<name>.py file selects image-config mode, with or without !', () => {

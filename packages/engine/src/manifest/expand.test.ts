@@ -7,6 +7,7 @@ import { OsvbError } from '../errors/index.js';
 import type { WalkOrder } from '../fsutil/index.js';
 import { applyDefines, classifyHost, expandEntry, expandManifestEntries, unsymlink } from './expand.js';
 import type { ManifestEntry } from './parse.js';
+import { error } from '../testing/index.js';
 
 const OSV_SCRIPTS = process.env['OSV_SCRIPTS'] ?? '/work/ref/osv/scripts';
 const haveOsv = fs.existsSync(path.join(OSV_SCRIPTS, 'manifest_common.py'));
@@ -18,15 +19,6 @@ let H: string;
 let R: string;
 let marker: string;
 
-function error(fn: () => unknown): OsvbError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(OsvbError);
-    return e as OsvbError;
-  }
-  throw new Error('expected an OsvbError');
-}
 
 /** Runs OSv's manifest_common with cwd for each request: ['unsymlink', cwd, host] or ['expand', cwd, guest, host]. */
 function osvManifestCommon(requests: Array<[string, string, ...string[]]>): unknown[] {

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OsvbError } from '../errors/index.js';
 import type { CallSite, FileMapMapping, FileMapRecord } from '../evaluate/types.js';
 import { expandFileMap, type FileMapOptions } from './filemap.js';
+import { error } from '../testing/index.js';
 
 const OSV_SCRIPTS = process.env['OSV_SCRIPTS'] ?? '/work/ref/osv/scripts';
 const haveOsv = fs.existsSync(path.join(OSV_SCRIPTS, 'osv', 'modules', 'filemap.py'));
@@ -61,15 +62,6 @@ function expand(mappings: FileMapMapping[], links: FileMapRecord['links'] = [], 
   return text === '' ? [] : text.slice(0, -1).split('\n');
 }
 
-function error(fn: () => unknown): OsvbError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(OsvbError);
-    return e as OsvbError;
-  }
-  throw new Error('expected an OsvbError');
-}
 
 describe('expandFileMap (§3.9)', () => {
   it('case 25: a directory maps every file, incl. links to files and dangling links, not dir links or empty dirs', () => {

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../errors/index.js';
 import { isSkippedLine, parseManifest } from './parse.js';
+import { error } from '../testing/index.js';
 
 /** OSv's scripts, used as an oracle when present (OSV_SCRIPTS overrides the location). */
 const OSV_SCRIPTS = process.env['OSV_SCRIPTS'] ?? '/work/ref/osv/scripts';
@@ -12,15 +13,6 @@ const haveOsv = fs.existsSync(path.join(OSV_SCRIPTS, 'manifest_common.py'));
 
 const pairs = (text: string) => parseManifest(text, 'm.manifest').map((e) => [e.guest, e.host]);
 
-function error(fn: () => unknown): OsvbError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(OsvbError);
-    return e as OsvbError;
-  }
-  throw new Error('expected an OsvbError');
-}
 
 describe('parseManifest (stage B, §6.3)', () => {
   it('case 8: a line without ": " is OSVB_MANIFEST_SYNTAX with file and line', () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../errors/index.js';
 import { splitUniversalLines } from '../fsutil/index.js';
 import { stageA, type StageAInput } from './stageA.js';
+import { error } from '../testing/index.js';
 
 const moduleVars = { MODULE_DIR: '/m', OSV_BASE: '/osv' };
 
@@ -9,15 +10,6 @@ function run(lines: string[], over: Partial<StageAInput> = {}): string {
   return stageA({ file: '/m/usr.manifest', lines, variables: moduleVars, libgccSDir: '', kind: 'module', ...over });
 }
 
-function error(fn: () => unknown): OsvbError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(OsvbError);
-    return e as OsvbError;
-  }
-  throw new Error('expected an OsvbError');
-}
 
 describe('stageA (§6.2)', () => {
   it('case 1: substitutes ${MODULE_DIR}', () => {

@@ -1,18 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../errors/index.js';
 import { parseBuildWords } from './words.js';
+import { error } from '../testing/index.js';
 
 const p = (...words: string[]) => parseBuildWords(words);
 
-function error(fn: () => unknown): OsvbError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(OsvbError);
-    return e as OsvbError;
-  }
-  throw new Error('expected an OsvbError');
-}
 
 describe('parseBuildWords (scripts/build, §4.7)', () => {
   it('case 61: no words', () => {
