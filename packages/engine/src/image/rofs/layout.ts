@@ -48,6 +48,8 @@ export interface RofsLayout {
   imageSize: number;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** Python's recursion limit makes gen-rofs-img fail far earlier; this only keeps our stack safe. */
 const MAX_DEPTH = 4096;
 
@@ -55,6 +57,21 @@ function bad(node: RofsNode, message: string): OsvbError {
   return new OsvbError('OSVB_IMAGE_INPUT', message, node.origin ? { location: { file: node.origin.file, line: node.origin.line } } : {});
 }
 
+/** The regular files of a tree in the order their data is laid out (depth-first pre-order), with guest paths. */
+export function orderedFiles(tree: RofsTree): Array<{ node: RofsFile; path: string }> {
+  const out: Array<{ node: RofsFile; path: string }> = [];
+  const visit = (dir: RofsDir, dirPath: string, depth: number): void => {
+    if (depth > MAX_DEPTH) throw bad(dir, `guest path "${dirPath}" is nested more than ${MAX_DEPTH} directories deep`);
+    for (const [name, node] of dir.entries) {
+      if (node.kind === 'dir') visit(node, `${dirPath}/${name}`, depth + 1);
+      else if (node.kind === 'file') out.push({ node, path: `${dirPath}/${name}` });
+    }
+  };
+  visit(tree.root, '', 0);
+  return out;
+}
+
+/** Every file's size must be known (see RofsFile.size). */
 export function layoutRofs(tree: RofsTree): RofsLayout {
   const modes: number[] = [];
   const offsets: number[] = [];
@@ -100,12 +117,13 @@ export function layoutRofs(tree: RofsTree): RofsLayout {
         counts[i] = 1;
         symlinks.push(node.target);
       } else {
-        if (!Number.isSafeInteger(node.size) || node.size < 0) throw bad(node, `file "${guest}" has an invalid size ${node.size}`);
+        const size = node.size;
+        if (size === undefined || !Number.isSafeInteger(size) || size < 0) throw bad(node, `file "${guest}" has ${size === undefined ? 'no known size' : `an invalid size ${size}`}`);
         modes[i] = MODE_REG;
         offsets[i] = block;
-        counts[i] = node.size;
-        files.push({ node, path: guest, inode: ino, block, size: node.size });
-        block += blocksFor(node.size);
+        counts[i] = size;
+        files.push({ node, path: guest, inode: ino, block, size });
+        block += blocksFor(size);
       }
     }
     const first = dentryInodes.length;
@@ -140,13 +158,24 @@ export function layoutRofs(tree: RofsTree): RofsLayout {
     structure.write(s, o + ROFS_SYMLINK_HEAD, 'latin1');
     o += ROFS_SYMLINK_HEAD + s.length;
   }
-  for (let k = 0; k < modes.length; k++) {
-    putU64(structure, o, modes[k] as number);
-    putU64(structure, o + 8, k + 1);
-    putU64(structure, o + 16, offsets[k] as number);
-    putU64(structure, o + 24, counts[k] as number);
-    o += ROFS_INODE_BYTES;
+  // The inode table through an aligned Uint32Array (little-endian hosts), else byte by byte.
+  const table = new Uint32Array(modes.length * 8);
+  for (let k = 0, q = 0; k < modes.length; k++, q += 8) {
+    const off = offsets[k] as number;
+    const cnt = counts[k] as number;
+    table[q] = modes[k] as number;
+    table[q + 2] = k + 1;
+    table[q + 4] = off % 0x1_0000_0000;
+    table[q + 5] = Math.floor(off / 0x1_0000_0000);
+    table[q + 6] = cnt % 0x1_0000_0000;
+    table[q + 7] = Math.floor(cnt / 0x1_0000_0000);
   }
+  if (LITTLE_ENDIAN) {
+    structure.set(new Uint8Array(table.buffer), o);
+  } else {
+    for (let q = 0; q < table.length; q++) structure.writeUInt32LE(table[q] as number, o + q * 4);
+  }
+  o += modes.length * ROFS_INODE_BYTES;
 
   const structureBlocks = blocksFor(bytes);
   const superblock = Buffer.alloc(ROFS_BLOCK);

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
+import { expandEntry } from '../../manifest/index.js';
 import { buildRofsTree, type RofsDir, type RofsNode, type RofsTree } from './tree.js';
 
 const temps: string[] = [];
@@ -146,6 +147,35 @@ describe('tree shape (gen-rofs-img dict rules)', () => {
     const e = env({ 'lib/a': 'A', 'lib/sub/b': 'B' });
     const t = await e.tree('/x/**: %(dir)s/**\n', { dir: 'lib' });
     expect(plain(t.root)).toEqual({ x: { a: 'file:A', sub: { b: 'file:B' } } });
+  });
+});
+
+describe('/** walks', () => {
+  it.each(['sorted', 'os'] as const)('give the same tree as the same pairs written out one per line (%s order)', async (order) => {
+    const e = env({
+      'T/b file': 'b',
+      'T/a.so': 'not elf',
+      'T/z-stripped.so': 'skipped',
+      'T/sub/deep/x': 'x',
+      'T/sub/y': 'y',
+      'T/sub/e/': '',
+      'T/other/q': 'q',
+    });
+    fs.symlinkSync('b file', path.join(e.build, 'T/lnk'));
+    fs.symlinkSync('../sub', path.join(e.build, 'T/other/dirlink'));
+    fs.symlinkSync('deep/x', path.join(e.build, 'T/sub/tox'));
+    const manifest = '/t/**: T/**\n/**: T/sub/**\n/u/v/**: T/other/**\n';
+    const opts = { file: 'usr.manifest', cwd: e.build, walkOrder: order, strip: { program: 'strip', cacheDir: e.cache, warn: () => undefined } };
+    const walked = await buildRofsTree(manifest, opts);
+    const lines: string[] = [];
+    for (const [line, text] of manifest.split('\n').filter(Boolean).entries()) {
+      const [guest, host] = text.split(': ') as [string, string];
+      for (const p of expandEntry({ guest, host, line: line + 1 }, e.build, order)) lines.push(`${p.guest}: ${p.host}`);
+    }
+    expect(lines.length).toBeGreaterThan(6);
+    const explicit = await buildRofsTree(lines.join('\n') + '\n', opts);
+    expect(plain(walked.root)).toEqual(plain(explicit.root));
+    expect(JSON.stringify(plain(walked.root))).toBe(JSON.stringify(plain(explicit.root))); // same order too
   });
 });
 

@@ -11,7 +11,12 @@
  * with the manifest file and line instead, before anything is written: a missing or unreadable
  * host file, `/x` as a file and then `/x/y`, no absolute guest path at all, guest `/` mapped to a
  * file or link, and names or link targets that gen-rofs-img would serialise wrongly (not ASCII:
- * it writes the character count as the length; longer than 65535; containing NUL).
+ * it writes the character count as the length; longer than 65535; containing NUL). A host that
+ * is a device, socket or FIFO is refused too (gen-rofs-img would read it, possibly forever).
+ *
+ * Files found by a `/**` walk whose directory entry says "regular file" are not stat'ed here
+ * (unsymlink, the link test and the directory test cannot apply to them); their size is left
+ * for the writer, which learns it while copying, or stats them for an incremental write.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -29,8 +34,8 @@ export interface RofsOrigin {
 /** Stat signature of a file's source, used by the incremental writer to skip re-reading it. */
 export interface RofsSourceSignature {
   size: number;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
+  mtimeMs: number;
+  ctimeMs: number;
   ino: number;
 }
 
@@ -38,8 +43,12 @@ export interface RofsFile {
   kind: 'file';
   /** The file whose bytes the image stores (absolute, or relative to the process cwd). */
   source: string;
-  /** Size in bytes; the writer checks that the source still has it. */
-  size: number;
+  /**
+   * Size in bytes; the writer checks that the source still has it. Undefined for a regular
+   * file found by a `/**` walk, which is not stat'ed: a full write takes whatever it reads,
+   * an incremental one stats it first.
+   */
+  size?: number;
   /** The host string from the manifest (after expansion and resolution), for messages. */
   host?: string;
   origin?: RofsOrigin;
@@ -92,14 +101,18 @@ export function rofsDir(origin?: RofsOrigin): RofsDir {
   return origin ? { kind: 'dir', entries: new Map(), origin } : { kind: 'dir', entries: new Map() };
 }
 
+function signatureOf(st: fs.Stats): RofsSourceSignature {
+  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino };
+}
+
 /** A file node for `source`, sized (and signed) from the file system now. */
 export function rofsFileFrom(source: string, origin?: RofsOrigin): RofsFile {
-  const st = fs.statSync(source, { bigint: true });
+  const st = fs.statSync(source);
   return {
     kind: 'file',
     source,
-    size: Number(st.size),
-    signature: { size: Number(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: Number(st.ino) },
+    size: st.size,
+    signature: signatureOf(st),
     ...(origin ? { origin } : {}),
   };
 }
@@ -109,7 +122,10 @@ export function rofsFileFrom(source: string, origin?: RofsOrigin): RofsFile {
  * gen-rofs-img writes `len(str)` (code points) as the length and the UTF-8 bytes after it, so any
  * non-ASCII text gives an unreadable image; undecodable file names come to Node as U+FFFD.
  */
+const NOT_PLAIN_ASCII = /[\0\u0080-\uffff]/;
+
 export function rofsTextProblem(text: string, what: 'name' | 'link target'): string | undefined {
+  if (text.length <= ROFS_MAX_NAME && !NOT_PLAIN_ASCII.test(text)) return undefined;
   if (text.length > ROFS_MAX_NAME) return `the ${what} is ${text.length} bytes long; ROFS stores lengths as 16 bits (at most ${ROFS_MAX_NAME})`;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -187,8 +203,91 @@ class TreeBuilder {
   }
 }
 
+/** Where the OS finds a host path relative to cwd: joined, not normalised (`link/..` stays). */
+function compareBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+function listDir(dir: string, order: WalkOrder): fs.Dirent[] | undefined {
+  try {
+    if (order === 'sorted') return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => compareBytes(a.name, b.name));
+    const entries: fs.Dirent[] = [];
+    const handle = fs.opendirSync(dir);
+    try {
+      for (let d = handle.readSync(); d !== null; d = handle.readSync()) entries.push(d);
+    } finally {
+      handle.closeSync();
+    }
+    return entries;
+  } catch {
+    return undefined;
+  }
+}
+
+function isDirFollowing(dir: string, entry: fs.Dirent): boolean {
+  if (entry.isDirectory()) return true;
+  if (entry.isFile() || entry.isFIFO() || entry.isSocket() || entry.isBlockDevice() || entry.isCharacterDevice()) return false;
+  try {
+    return fs.statSync(pyJoin(dir, entry.name)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+interface Walked {
+  guest: string;
+  host: string;
+  /** The directory entry says regular file: not a link, not a directory, exists. */
+  regular: boolean;
+}
+
+/**
+ * The `/**` tree copy of OSv's `expand` (spec §6.5 rule 1) over Python `os.walk` semantics:
+ * the same walk as fsutil's pyWalk (files of a directory first, then sub-directories, links to
+ * directories neither emitted nor descended), but keeping each entry's type, so that regular
+ * files need no further stat (on a tree of 20k files that is most of the tree's cost).
+ */
+function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrder): Generator<Walked> {
+  const g = guest.slice(0, -2);
+  const h = host.slice(0, -2);
+  const walk = function* (top: string): Generator<Walked> {
+    const real = onDisk(cwd, top);
+    const entries = listDir(real, order);
+    if (!entries) return;
+    const dirs: string[] = [];
+    let rel = top.slice(h.length);
+    if (rel !== '') rel += '/';
+    for (const e of entries) {
+      if (isDirFollowing(real, e)) dirs.push(e.name);
+      else yield { guest: g + rel + e.name, host: h + rel + e.name, regular: e.isFile() };
+    }
+    for (const name of dirs) {
+      const sub = pyJoin(top, name);
+      let link = false;
+      try {
+        link = fs.lstatSync(onDisk(cwd, sub), { throwIfNoEntry: false })?.isSymbolicLink() ?? false;
+      } catch {
+        /* unreadable: os.walk skips what it cannot list */
+      }
+      if (link) continue;
+      yield* walk(sub);
+    }
+  };
+  yield* walk(h);
+}
+
 function onDisk(cwd: string, p: string): string {
-  return p.startsWith('/') ? p : pyJoin(cwd, p);
+  return p === '' || p.startsWith('/') ? p : pyJoin(cwd, p);
+}
+
+/** lstat without exceptions for the common "missing" case (exceptions cost more than the syscall). */
+function lstatOrProblem(p: string): { st?: fs.Stats; problem?: string } {
+  try {
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    return st ? { st } : { problem: 'does not exist' };
+  } catch (err) {
+    return { problem: errnoText(err) };
+  }
 }
 
 function errnoText(e: unknown): string {
@@ -220,30 +319,49 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
   for (const raw of parseManifest(text, opts.file)) {
     const origin: RofsOrigin = { file: opts.file, line: raw.line };
     const defined = { ...raw, host: applyDefines(raw.host, defines, origin) };
-    for (const e of expandEntry(defined, cwd, walkOrder)) {
-      const host = unsymlink(e.host, cwd, origin);
+    const expanded: Iterable<Walked | { guest: string; host: string; regular?: undefined }> =
+      defined.guest.endsWith('/**') && defined.host.endsWith('/**')
+        ? walkTreeCopy(defined.guest, defined.host, cwd, walkOrder)
+        : expandEntry(defined, cwd, walkOrder);
+    for (const e of expanded) {
+      if (e.regular && !e.host.endsWith('-stripped.so') && !(stripCtx && shouldStrip(e.host, cwd))) {
+        // A regular file by its directory entry: unsymlink leaves it alone, it is neither a link
+        // nor a directory. Its size is found when it is read (or stat'ed by an incremental write).
+        b.setLeaf(e.guest, { kind: 'file', source: onDisk(cwd, e.host), host: e.host, origin }, origin);
+        continue;
+      }
+      // unsymlink only changes hosts that are links (or start with ! or ->): lstat first, which
+      // the file case needs anyway, instead of a readlink that fails for every plain file.
+      let host = e.host;
+      let probe: { st?: fs.Stats; problem?: string } | undefined;
+      if (host.startsWith('!') || host.startsWith('->')) {
+        host = unsymlink(host, cwd, origin);
+      } else {
+        probe = lstatOrProblem(onDisk(cwd, host));
+        if (probe.st?.isSymbolicLink()) {
+          host = unsymlink(host, cwd, origin);
+          probe = undefined;
+        }
+      }
       if (host.startsWith('->')) {
         b.setLeaf(e.guest, { kind: 'link', target: host.slice(2), origin }, origin);
         continue;
       }
       if (host.endsWith('-stripped.so')) continue;
-      const source = stripCtx && shouldStrip(host, cwd) ? stripped(host, stripCtx, origin) : onDisk(cwd, host);
-      let st: fs.BigIntStats | undefined;
-      let problem: string | undefined;
-      try {
-        st = fs.lstatSync(source, { bigint: true });
-      } catch (err) {
-        problem = errnoText(err);
-      }
+      const plain = onDisk(cwd, host);
+      const source = stripCtx && shouldStrip(host, cwd) ? stripped(host, stripCtx, origin) : plain;
+      if (probe === undefined || source !== plain) probe = lstatOrProblem(source);
+      const { st } = probe;
+      let problem = probe.problem;
       if (st?.isSymbolicLink()) {
         b.setLeaf(e.guest, { kind: 'link', target: fs.readlinkSync(source), origin }, origin);
       } else if (st?.isDirectory()) {
         b.makeDirs(e.guest, origin);
       } else {
         if (st && !st.isFile()) problem = 'is not a regular file (a device, socket or FIFO)';
-        const size = st ? Number(st.size) : 0;
+        const size = st ? st.size : 0;
         const file: RofsFile = { kind: 'file', source, size, host, origin };
-        if (st && !problem) file.signature = { size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: Number(st.ino) };
+        if (st && !problem) file.signature = signatureOf(st);
         b.setLeaf(e.guest, file, origin);
         if (problem) b.problems.set(file, problem);
       }

@@ -29,8 +29,12 @@ function bytes(n: number, seed: number): Buffer {
   return b;
 }
 
-/** 30 "modules" of a few files each, and the manifest that maps them. */
-function moduleTree(root: string): { build: string; manifest: string; files: string[] } {
+/**
+ * 30 "modules" of a few files each, and the manifest that maps them: one line per file (so the
+ * tree stats them, and the writer can tell when one changes under it), or one `/**` line per
+ * module (walked files are sized when they are read, or stat'ed by an incremental write).
+ */
+function moduleTree(root: string, walk = false): { build: string; manifest: string; files: string[] } {
   const build = path.join(root, 'build');
   const files: string[] = [];
   let manifest = '';
@@ -40,8 +44,9 @@ function moduleTree(root: string): { build: string; manifest: string; files: str
       fs.mkdirSync(path.join(build, `mods/m${m}`), { recursive: true });
       fs.writeFileSync(path.join(build, rel), bytes(((m * 7 + f * 13) % 9) * 700 + 37, m * 10 + f));
       files.push(rel);
+      if (!walk) manifest += `/m${m}/f${f}: ${rel}\n`;
     }
-    manifest += `/m${m}/**: mods/m${m}/**\n`;
+    if (walk) manifest += `/m${m}/**: mods/m${m}/**\n`;
   }
   manifest += '/etc/mnttab: ->/proc/mounts\n';
   fs.writeFileSync(path.join(build, 'usr.manifest'), manifest);
@@ -81,7 +86,7 @@ describe('full writes', () => {
     const err = await writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OsvbError);
     expect((err as OsvbError).message).toMatch(/does not exist/);
-    expect((err as OsvbError).location).toEqual({ file: 'usr.manifest', line: 6 });
+    expect((err as OsvbError).location).toEqual({ file: 'usr.manifest', line: 23 });
   });
 
   it('stream files larger than the write buffer (and detect growth after the last chunk)', async () => {
@@ -103,6 +108,19 @@ describe('full writes', () => {
     fs.appendFileSync(big, 'x');
     await expect(writeRofsImage(tree, out, { incremental: false })).rejects.toThrow(/it has more/);
     expect(readRofsFile(out, '/big').equals(data)).toBe(true); // the old image is untouched
+  });
+
+  it('walked files are sized by reading them: a file that changed since the walk is written as it is now', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root, true);
+    const tree = await treeOf(build);
+    fs.writeFileSync(path.join(build, 'mods/m7/f1'), 'changed after the walk');
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(tree, out, { incremental: false });
+    expect(readRofsFile(out, '/m7/f1').toString()).toBe('changed after the walk');
+    const again = path.join(root, 'again.img');
+    await writeRofsImage(await treeOf(build), again, { incremental: false });
+    expect(fs.readFileSync(out).equals(fs.readFileSync(again))).toBe(true);
   });
 
   it('a non-incremental write removes a stale layout file', async () => {
@@ -142,9 +160,9 @@ describe('incremental updates', () => {
     expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
   });
 
-  it('one file grows by a block: everything after it moves; still identical to a from-scratch image', async () => {
+  it('one file grows by a block: everything after it moves; still identical to a from-scratch image (walked tree)', async () => {
     const root = tempDir();
-    const { build, files } = moduleTree(root);
+    const { build, files } = moduleTree(root, true);
     const out = path.join(root, 'rofs.img');
     const first = await writeRofsImage(await treeOf(build), out, { incremental: true });
     const target = path.join(build, 'mods/m20/f0');
@@ -157,9 +175,9 @@ describe('incremental updates', () => {
     expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
   });
 
-  it('a shrinking tree truncates the image', async () => {
+  it('a shrinking tree truncates the image (walked tree)', async () => {
     const root = tempDir();
-    const { build } = moduleTree(root);
+    const { build } = moduleTree(root, true);
     const out = path.join(root, 'rofs.img');
     await writeRofsImage(await treeOf(build), out, { incremental: true });
     const manifest = fs.readFileSync(path.join(build, 'usr.manifest'), 'utf8').split('\n');
@@ -169,9 +187,9 @@ describe('incremental updates', () => {
     expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
   });
 
-  it('nothing changed: nothing is written and the image keeps its mtime', async () => {
+  it('nothing changed: nothing is written and the image keeps its mtime (walked tree)', async () => {
     const root = tempDir();
-    const { build } = moduleTree(root);
+    const { build } = moduleTree(root, true);
     const out = path.join(root, 'rofs.img');
     await writeRofsImage(await treeOf(build), out, { incremental: true });
     const before = fs.statSync(out, { bigint: true }).mtimeNs;
@@ -264,6 +282,25 @@ describe('incremental updates', () => {
     fs.closeSync(fd);
     const next = await writeRofsImage(await treeOf(build), out, { incremental: true });
     expect(next.mode).toBe('full');
+    expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
+  });
+
+  it('stat signatures are recorded once sources are old enough, and a same-size edit with a restored mtime is still caught (ctime)', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    await new Promise((r) => setTimeout(r, 2200)); // past the racy window
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const side = JSON.parse(fs.readFileSync(defaultLayoutPath(out), 'utf8')) as { files: { path: string[]; signature: Array<string | null>; digest: string[] } };
+    expect(side.files.path).toHaveLength(120);
+    expect(side.files.signature.every((sig) => typeof sig === 'string')).toBe(true);
+    expect(side.files.digest.every((d) => /^[0-9a-f]{16}$/.test(d))).toBe(true);
+    const target = path.join(build, 'mods/m9/f3');
+    const st = fs.statSync(target);
+    fs.writeFileSync(target, bytes(st.size, 31337));
+    fs.utimesSync(target, st.atime, st.mtime);
+    const again = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(again.filesWritten).toBe(1);
     expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
   });
 

@@ -2,27 +2,31 @@
  * Writing a ROFS image, byte-identical to gen-rofs-img.py (spec §8.2/§8.3).
  *
  * - Streaming: file contents go through one reused buffer (BUFFER_BYTES), read with positional
- *   reads straight into the output buffer and written with large positional writes; nothing
- *   holds a whole file or the whole image. Each source is checked to still have the size the
- *   tree recorded (a file changing under us is an error, not a silently inconsistent image).
- * - Full writes go to a temp file in the same directory and are renamed into place.
+ *   reads straight into the output buffer and written with positional writes; nothing holds a
+ *   whole file or the whole image. A source whose size the tree recorded is checked to still
+ *   have it (a file changing under us is an error, not a silently inconsistent image); a file
+ *   found by a `/**` walk is taken as it reads (as gen-rofs-img does), its size learnt on the way.
+ * - Full writes go to a temp file in the same directory (data first, block 0 last, when the
+ *   layout is known) and are renamed into place; the old layout file is removed first.
  * - Incremental writes (`incremental: true`) keep a sidecar `<image>.osvb-layout.json` listing
- *   every file's guest path, first block, block count, size and content digest, plus the
- *   image's size/inode/mtime and the digest of its structure area. Next time, when the sidecar
- *   still describes the image on disk, the image is updated in place: a file whose new block
- *   and size match an old file's and whose content digest is the same is not rewritten; every
- *   other file's data is written, then the structure area and the superblock, then the image is
- *   truncated to its new size. The sidecar is deleted before the image is touched and written
- *   only after the image is complete, so a run that dies half-way leaves no sidecar and the
- *   next run writes the image from scratch. A failed in-place update removes the image.
+ *   every file's guest path, first block, block count, size and content digest (and the source's
+ *   stat signature once it is old enough to trust), plus the image's size/inode/mtime and a
+ *   digest of block 0 and the structure area. Next time, when the sidecar still describes the
+ *   image on disk, the image is updated in place: a file whose new block and size match an old
+ *   file's and whose content is the same (same stat signature, else same digest) is not
+ *   rewritten; every other file's data is written, then the structure area and the superblock
+ *   (only if they changed), then the image is truncated to its new size. When nothing changed,
+ *   nothing is written and the image keeps its mtime. The sidecar is deleted before the image
+ *   is touched and written only after the image is complete, so a run that dies half-way leaves
+ *   no sidecar and the next run writes the image from scratch. A failed in-place update removes
+ *   the image.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import xxhash from 'xxhash-wasm';
 import { OsvbError } from '../../errors/index.js';
 import { tempNameFor, writeFileAtomic } from '../../fsutil/index.js';
 import { blocksFor, ROFS_BLOCK } from './format.js';
-import { layoutRofs, type RofsLayout, type RofsLayoutFile } from './layout.js';
+import { layoutRofs, orderedFiles, type RofsLayout, type RofsLayoutFile } from './layout.js';
 import type { RofsFile, RofsTree } from './tree.js';
 
 export interface RofsWriteOptions {
@@ -53,12 +57,12 @@ export interface RofsWriteStats {
   directories: number;
 }
 
-/** 8 MiB: large writes, few syscalls, bounded memory. */
-const BUFFER_BYTES = 8 << 20;
+/** 256 KiB: few syscalls, bounded memory, and the buffer stays in cache between read and write. */
+const BUFFER_BYTES = 256 << 10;
 const SIDECAR_FORMAT = 'osvb-rofs-layout';
 const SIDECAR_VERSION = 1;
 /** A source modified this recently is not trusted by stat alone next time (same-tick rewrites). */
-const RACY_NS = 2_000_000_000n;
+const RACY_MS = 2000;
 
 type Hasher = Awaited<ReturnType<typeof xxhash>>;
 let hasherPromise: Promise<Hasher> | undefined;
@@ -80,7 +84,16 @@ export function defaultLayoutPath(outPath: string): string {
   return `${outPath}.osvb-layout.json`;
 }
 
-function inputError(f: RofsLayoutFile, message: string, cause?: unknown): OsvbError {
+/** A file with its guest path (for messages), and with its size when known. */
+interface PathedFile {
+  node: RofsFile;
+  path: string;
+}
+interface SizedFile extends PathedFile {
+  size: number;
+}
+
+function inputError(f: PathedFile, message: string, cause?: unknown): OsvbError {
   const node = f.node;
   return new OsvbError('OSVB_IMAGE_INPUT', `host file "${node.host ?? node.source}" for guest path "${f.path}" ${message}`, {
     ...(node.origin ? { location: { file: node.origin.file, line: node.origin.line } } : {}),
@@ -88,7 +101,7 @@ function inputError(f: RofsLayoutFile, message: string, cause?: unknown): OsvbEr
   });
 }
 
-function changedError(f: RofsLayoutFile, got: string): OsvbError {
+function changedError(f: SizedFile, got: string): OsvbError {
   const node = f.node;
   return new OsvbError('OSVB_IO', `host file "${node.host ?? node.source}" (guest "${f.path}") changed while the image was written: expected ${f.size} bytes, ${got}`, {
     ...(node.origin ? { location: { file: node.origin.file, line: node.origin.line } } : {}),
@@ -101,7 +114,7 @@ function ioError(what: string, e: unknown): OsvbError {
   return new OsvbError('OSVB_IO', `${what}: ${err.code ?? ''} ${err.message ?? String(e)}`.replace(/\s+/g, ' '), { cause: e });
 }
 
-function openSource(f: RofsLayoutFile): number {
+function openSource(f: PathedFile): number {
   try {
     return fs.openSync(f.node.source, 'r');
   } catch (e) {
@@ -188,8 +201,43 @@ class ImageWriter {
     }
   }
 
+  /**
+   * Copy a file of unknown size (a regular file found by a walk) to the current position: read
+   * until a short read (the end of a regular file), then pad. Returns its size and digest.
+   */
+  copyUnknown(f: PathedFile): { size: number; digest: string | undefined } {
+    const fd = openSource(f);
+    try {
+      let at = 0;
+      let digest: string | undefined;
+      let state: ReturnType<Hasher['create64']> | undefined;
+      for (;;) {
+        if (this.room() === 0) this.flush();
+        const ask = this.room();
+        const off = this.len;
+        const n = fs.readSync(fd, this.buf, off, ask, at);
+        if (n === 0) break;
+        this.len += n;
+        if (this.hasher) {
+          if (at === 0 && n < ask) digest = hex(this.hasher.h64Raw(this.buf.subarray(off, off + n)));
+          else (state ??= this.hasher.create64()).update(this.buf.subarray(off, off + n));
+        }
+        at += n;
+        if (n < ask) break;
+      }
+      if (this.hasher && digest === undefined) digest = hex((state ?? this.hasher.create64()).digest());
+      this.zeros(blocksFor(at) * ROFS_BLOCK - at);
+      return { size: at, digest };
+    } catch (e) {
+      if (e instanceof OsvbError) throw e;
+      throw inputError(f, `could not be read: ${(e as Error).message}`, e);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
   /** Copy one file's content plus its zero padding to the current position; returns its digest when hashing. */
-  copyFile(f: RofsLayoutFile): string | undefined {
+  copyFile(f: SizedFile): string | undefined {
     const size = f.size;
     const padded = blocksFor(size) * ROFS_BLOCK;
     if (size === 0) return this.hasher ? hex(this.hasher.h64Raw(new Uint8Array(0))) : undefined;
@@ -259,41 +307,33 @@ function digestSource(f: RofsLayoutFile, hasher: Hasher, scratch: Buffer): strin
 // ---------------------------------------------------------------------------------------------
 // Sidecar
 
-interface SidecarFile {
-  /** Guest path. */
-  p: string;
-  /** First block. */
-  b: number;
-  /** Block count. */
-  n: number;
-  /** Size in bytes. */
-  s: number;
-  /** Content digest (xxh64). */
-  d: string;
-  /** Source path and stat signature `size:mtimeNs:ctimeNs:ino`, when old enough to trust. */
-  src?: string;
-  sig?: string;
-}
-
+/**
+ * The layout file: the image it describes (size, inode, mtime, where the structure area is and a
+ * digest of block 0 plus the structure area) and, for every regular file with data, in image
+ * order, parallel arrays of guest path, first block, block count, size, content digest (xxh64),
+ * and the source path and stat signature (`size:mtimeMs:ctimeMs:ino`) when the source was old
+ * enough to trust its stat (else null: its content is compared by digest next time).
+ */
 interface Sidecar {
   format: typeof SIDECAR_FORMAT;
   version: typeof SIDECAR_VERSION;
   image: { size: number; ino: number; mtimeNs: string; structureBlock: number; structureBytes: number; structureDigest: string };
-  files: SidecarFile[];
+  files: { path: string[]; block: number[]; blocks: number[]; size: number[]; digest: string[]; source: Array<string | null>; signature: Array<string | null> };
 }
 
 function signatureText(node: RofsFile): string | undefined {
   const s = node.signature;
-  return s ? `${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.ino}` : undefined;
+  return s ? `${s.size}:${s.mtimeMs}:${s.ctimeMs}:${s.ino}` : undefined;
 }
 
 function isInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-/** The sidecar's file table by first block, if the sidecar still describes the image on disk; else why not. */
+/** A sidecar that still describes the image on disk: its file table, indexed by first block. */
 interface TrustedSidecar {
-  byBlock: Map<number, SidecarFile>;
+  byBlock: Map<number, number>;
+  files: Sidecar['files'];
   image: Sidecar['image'];
 }
 
@@ -305,10 +345,13 @@ function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): Trust
     return fs.existsSync(layoutPath) ? 'the layout file is unreadable' : 'no layout file from an earlier write';
   }
   const img = side?.image;
-  if (side?.format !== SIDECAR_FORMAT || side.version !== SIDECAR_VERSION || !img || !Array.isArray(side.files)) return 'the layout file has another format';
+  const t = side?.files;
+  if (side?.format !== SIDECAR_FORMAT || side.version !== SIDECAR_VERSION || !img || !t) return 'the layout file has another format';
   if (!isInt(img.size) || !isInt(img.ino) || typeof img.mtimeNs !== 'string' || !isInt(img.structureBlock) || !isInt(img.structureBytes)) {
     return 'the layout file is damaged';
   }
+  const columns = [t.path, t.block, t.blocks, t.size, t.digest, t.source, t.signature];
+  if (!columns.every((c) => Array.isArray(c) && c.length === t.path.length)) return 'the layout file is damaged';
   let st: fs.BigIntStats;
   try {
     st = fs.statSync(outPath, { bigint: true });
@@ -334,29 +377,33 @@ function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): Trust
     return 'the image cannot be read';
   }
   if (metadataDigest(hasher, superblock, structure) !== img.structureDigest) return 'the image structure does not match the layout file';
-  const byBlock = new Map<number, SidecarFile>();
-  for (const f of side.files) {
-    if (!f || typeof f.p !== 'string' || !isInt(f.b) || !isInt(f.n) || !isInt(f.s) || typeof f.d !== 'string' || f.n !== blocksFor(f.s)) {
-      return 'the layout file is damaged';
-    }
-    if (f.n === 0) continue;
-    if (f.b < 1 || f.b + f.n > img.structureBlock) return 'the layout file is damaged';
-    byBlock.set(f.b, f);
+  const byBlock = new Map<number, number>();
+  for (let i = 0; i < t.path.length; i++) {
+    const b = t.block[i];
+    const n = t.blocks[i];
+    const size = t.size[i];
+    if (!isInt(b) || !isInt(n) || !isInt(size) || size === 0 || n !== blocksFor(size) || typeof t.digest[i] !== 'string') return 'the layout file is damaged';
+    if (b < 1 || b + n > img.structureBlock) return 'the layout file is damaged';
+    byBlock.set(b, i);
   }
-  return { byBlock, image: img };
+  return { byBlock, files: t, image: img };
 }
 
 function writeSidecar(outPath: string, layoutPath: string, layout: RofsLayout, digests: string[], hasher: Hasher): void {
   const st = fs.statSync(outPath, { bigint: true });
-  const trustBefore = BigInt(Date.now()) * 1_000_000n - RACY_NS;
-  const files: SidecarFile[] = layout.files.map((f, i) => {
-    const entry: SidecarFile = { p: f.path, b: f.block, n: blocksFor(f.size), s: f.size, d: digests[i] as string };
+  const trustBefore = Date.now() - RACY_MS;
+  const files: Sidecar['files'] = { path: [], block: [], blocks: [], size: [], digest: [], source: [], signature: [] };
+  layout.files.forEach((f, i) => {
+    if (f.size === 0) return;
+    files.path.push(f.path);
+    files.block.push(f.block);
+    files.blocks.push(blocksFor(f.size));
+    files.size.push(f.size);
+    files.digest.push(digests[i] as string);
     const sig = f.node.signature;
-    if (sig && sig.size === f.size && sig.mtimeNs < trustBefore && sig.ctimeNs < trustBefore) {
-      entry.src = path.resolve(f.node.source);
-      entry.sig = signatureText(f.node) as string;
-    }
-    return entry;
+    const trusted = sig !== undefined && sig.size === f.size && sig.mtimeMs < trustBefore && sig.ctimeMs < trustBefore;
+    files.source.push(trusted ? f.node.source : null);
+    files.signature.push(trusted ? (signatureText(f.node) as string) : null);
   });
   const side: Sidecar = {
     format: SIDECAR_FORMAT,
@@ -408,8 +455,19 @@ function writeTail(w: ImageWriter, layout: RofsLayout): void {
   w.zeros(layout.imageSize - layout.structureFirstBlock * ROFS_BLOCK - layout.structure.length);
 }
 
-/** A whole new image in a temp file, renamed over `outPath`. Returns bytes written and per-file digests (when hashing). */
-function writeFull(layout: RofsLayout, outPath: string, hasher: Hasher | undefined, beforeRename: () => void): { bytes: number; digests: string[] } {
+/**
+ * A whole new image in a temp file, renamed over `outPath`: superblock placeholder, file data in
+ * layout order (sizes of walked files learned as they are read), structure area, then block 0.
+ * `layout` may be given when all sizes are already known.
+ */
+function writeFull(
+  tree: RofsTree,
+  known: RofsLayout | undefined,
+  outPath: string,
+  hasher: Hasher | undefined,
+  beforeRename: () => void,
+): { layout: RofsLayout; bytes: number; digests: string[] } {
+  const files: PathedFile[] = known ? known.files : orderedFiles(tree);
   const tmp = tempNameFor(outPath);
   let fd: number | undefined;
   try {
@@ -418,14 +476,27 @@ function writeFull(layout: RofsLayout, outPath: string, hasher: Hasher | undefin
     } catch (e) {
       throw ioError(`cannot create ${tmp}`, e);
     }
-    const w = new ImageWriter(fd, 0, hasher);
+    // Block 0 is written last, when the layout is known.
+    const w = new ImageWriter(fd, ROFS_BLOCK, hasher);
     const digests: string[] = [];
-    w.append(layout.superblock);
-    for (const f of layout.files) {
-      const d = w.copyFile(f);
-      if (d !== undefined) digests.push(d);
+    for (const f of files) {
+      const size = f.node.size;
+      if (size === undefined) {
+        const r = w.copyUnknown(f);
+        f.node.size = r.size;
+        if (r.digest !== undefined) digests.push(r.digest);
+      } else {
+        const d = w.copyFile({ node: f.node, path: f.path, size });
+        if (d !== undefined) digests.push(d);
+      }
+    }
+    const layout = known ?? layoutRofs(tree);
+    if (w.position !== layout.structureFirstBlock * ROFS_BLOCK) {
+      throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${w.position}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
     }
     writeTail(w, layout);
+    w.seek(0);
+    w.append(layout.superblock);
     w.flush();
     fs.closeSync(fd);
     fd = undefined;
@@ -435,12 +506,29 @@ function writeFull(layout: RofsLayout, outPath: string, hasher: Hasher | undefin
     } catch (e) {
       throw ioError(`cannot rename the new image to ${outPath}`, e);
     }
-    return { bytes: w.bytesWritten, digests };
+    return { layout, bytes: w.bytesWritten, digests };
   } catch (e) {
     if (fd !== undefined) fs.closeSync(fd);
     removeQuietly(tmp);
     if (e instanceof OsvbError) throw e;
     throw ioError(`cannot write ${outPath}`, e);
+  }
+}
+
+/** Stat the files whose size the tree left open (regular files found by walks), for an incremental write. */
+function statUnknownSizes(tree: RofsTree): void {
+  for (const f of orderedFiles(tree)) {
+    if (f.node.size !== undefined) continue;
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(f.node.source, { throwIfNoEntry: false });
+    } catch (e) {
+      throw inputError(f, `cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, e);
+    }
+    if (!st) throw inputError(f, 'does not exist');
+    if (!st.isFile()) throw inputError(f, 'is not a regular file');
+    f.node.size = st.size;
+    f.node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino };
   }
 }
 
@@ -450,33 +538,37 @@ const EMPTY_DIGEST_INPUT = new Uint8Array(0);
  * Which files can stay where they are: same first block, same size, and the same content (by
  * stat signature when the sidecar recorded one, else by digest). Reads sources, writes nothing.
  */
-function planInPlace(layout: RofsLayout, old: TrustedSidecar, hasher: Hasher): { keep: boolean[]; digests: Array<string | undefined> } {
+function planInPlace(layout: RofsLayout, old: TrustedSidecar, hasher: Hasher): { keep: boolean[]; digests: Array<string | undefined>; bySignature: boolean } {
   const keep: boolean[] = [];
   const digests: Array<string | undefined> = [];
+  const t = old.files;
   let scratch: Buffer | undefined;
+  let bySignature = true;
   for (const f of layout.files) {
     if (f.size === 0) {
       keep.push(true);
       digests.push(hex(hasher.h64Raw(EMPTY_DIGEST_INPUT)));
       continue;
     }
-    const prev = old.byBlock.get(f.block);
-    if (!prev || prev.s !== f.size) {
+    const i = old.byBlock.get(f.block);
+    if (i === undefined || t.size[i] !== f.size) {
       keep.push(false);
       digests.push(undefined);
       continue;
     }
-    if (prev.sig !== undefined && prev.sig === signatureText(f.node) && prev.src === path.resolve(f.node.source)) {
+    const sig = t.signature[i];
+    if (sig !== null && sig !== undefined && sig === signatureText(f.node) && t.source[i] === f.node.source) {
       keep.push(true);
-      digests.push(prev.d);
+      digests.push(t.digest[i]);
       continue;
     }
+    bySignature = false;
     scratch ??= Buffer.allocUnsafe(1 << 20);
     const d = digestSource(f, hasher, scratch);
-    keep.push(d === prev.d);
-    digests.push(d === prev.d ? d : undefined);
+    keep.push(d === t.digest[i]);
+    digests.push(d === t.digest[i] ? d : undefined);
   }
-  return { keep, digests };
+  return { keep, digests, bySignature };
 }
 
 /** Write the planned changes into the open image: changed file data, then structure area and superblock, then truncate. */
@@ -503,22 +595,26 @@ function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: 
  * be serialised, OSVB_IO for output failures or sources changing during the write.
  */
 export async function writeRofsImage(tree: RofsTree, outPath: string, options: RofsWriteOptions): Promise<RofsWriteStats> {
-  const layout = layoutRofs(tree);
   const layoutPath = options.layoutPath ?? defaultLayoutPath(outPath);
   if (!options.incremental) {
-    const { bytes } = writeFull(layout, outPath, undefined, () => removeQuietly(layoutPath));
+    const { layout, bytes } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath));
     return statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
   }
 
+  statUnknownSizes(tree);
+  const layout = layoutRofs(tree);
   const hasher = await getHasher();
   const old = loadSidecar(outPath, layoutPath, hasher);
   let fullReason: string | undefined = typeof old === 'string' ? old : undefined;
   if (typeof old !== 'string') {
     // Worth updating in place only if some file could stay where it is.
-    const candidates = layout.files.some((f) => f.size > 0 && old.byBlock.get(f.block)?.s === f.size);
+    const candidates = layout.files.some((f) => {
+      const i = f.size > 0 ? old.byBlock.get(f.block) : undefined;
+      return i !== undefined && old.files.size[i] === f.size;
+    });
     if (!candidates) fullReason = 'no file keeps its place in the image';
     else {
-      const { keep, digests } = planInPlace(layout, old, hasher);
+      const { keep, digests, bySignature } = planInPlace(layout, old, hasher);
       const structureChanged =
         old.image.structureBlock !== layout.structureFirstBlock ||
         old.image.size !== layout.imageSize ||
@@ -526,8 +622,9 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
       const toWrite = keep.filter((k) => !k).length;
       const kept = layout.files.filter((f, i) => keep[i] && f.size > 0).length;
       if (toWrite === 0 && !structureChanged) {
-        // Nothing to do: the image is left alone (its mtime too); refresh the sidecar's signatures.
-        writeSidecar(outPath, layoutPath, layout, digests as string[], hasher);
+        // Nothing to do: the image is left alone (its mtime too); the sidecar only needs
+        // rewriting to record signatures it did not have (or that changed with equal content).
+        if (!bySignature) writeSidecar(outPath, layoutPath, layout, digests as string[], hasher);
         return statsOf(layout, 'in-place', 0, 0, kept);
       }
       let fd: number | undefined;
@@ -561,7 +658,7 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
       }
     }
   }
-  const { bytes, digests } = writeFull(layout, outPath, hasher, () => removeQuietly(layoutPath));
+  const { bytes, digests } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath));
   writeSidecar(outPath, layoutPath, layout, digests, hasher);
   const stats = statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
   if (fullReason !== undefined) stats.fullReason = fullReason;
