@@ -15,7 +15,9 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
       case 'evaluated':
         if (opts.verbose || !e.cached) {
           const how = e.cached ? 'evaluation cached' : `evaluated in ${secs(e.durationMs)}${e.reason ? `: ${e.reason}` : ''}`;
-          write(`modules: ${e.modules.length ? e.modules.map((m) => (m.run ? `${m.name}.${m.run}` : m.name)).join(', ') : 'none'} (${how})`);
+          const names = e.modules.map((m) => (m.run ? `${m.name}.${m.run}` : m.name));
+          const shown = opts.verbose || names.length <= 24 ? names : [...names.slice(0, 20), `… ${names.length - 20} more`];
+          write(`modules: ${names.length ? shown.join(', ') : 'none'} (${how})`);
         }
         break;
       case 'module-restored':
