@@ -68,14 +68,19 @@ export interface EvaluationResult {
   /** Every module.py / image config executed. */
   userFiles: string[];
   /** What the evaluation looked at (present on a fresh evaluation, not in cached records). */
-  reads?: {
-    files: string[];
-    dirs: string[];
-    stats: string[];
-    env: string[];
-    envAll: boolean;
-    uncacheable: string[];
-  };
+  reads?: EvaluationReads;
+}
+
+/** Paths and variables module.py code looked at, as the worker reports them. */
+export interface EvaluationReads {
+  files: string[];
+  dirs: string[];
+  /** `S:path` (followed stat) or `L:path` (lstat). */
+  stats: string[];
+  env: string[];
+  envAll: boolean;
+  /** Why the evaluation must not be cached (it wrote files, ran a shell command), if so. */
+  uncacheable: string[];
 }
 
 export type EvaluationSpec =

@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import { pyJoin } from './pypath.js';
+import { isLink } from './stat.js';
 
 export type WalkOrder = 'sorted' | 'os';
 
@@ -54,13 +55,6 @@ function isDirFollowing(dir: string, entry: fs.Dirent): boolean {
   return false;
 }
 
-function isLink(p: string): boolean {
-  try {
-    return fs.lstatSync(p).isSymbolicLink();
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The path the OS resolves for `p` relative to `cwd`: joined, not normalised, so that `x/..`

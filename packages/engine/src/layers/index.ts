@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OsvbError } from '../errors/index.js';
-import type { WalkOrder } from '../fsutil/index.js';
+import { lstatQuiet, type WalkOrder } from '../fsutil/index.js';
 import { digestValue, type Digest, type StatCache } from '../hash/index.js';
 import { applyDefines, expandEntry, parseManifest, unsymlink } from '../manifest/index.js';
 import { contentPathFor, type StripContext } from '../image/strip.js';
@@ -43,13 +43,6 @@ export interface LayerOptions {
   file: string;
 }
 
-function lstatQuiet(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p, { throwIfNoEntry: false });
-  } catch {
-    return undefined;
-  }
-}
 
 /** Entries of one manifest section, with ROFS's rules (strip before the link test, §6.7). */
 export function layerEntries(text: string, opts: LayerOptions): ImageEntry[] {

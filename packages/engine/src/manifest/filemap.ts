@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { OsvbError, type SourceLocation } from '../errors/index.js';
-import { pyJoin, pyRelpath, pyWalk, type WalkOrder } from '../fsutil/index.js';
+import { isLink, isRegularFile, lexists, pyJoin, pyRelpath, pyWalk, type WalkOrder } from '../fsutil/index.js';
 import type { CallSite, FileMapRecord } from '../evaluate/types.js';
 import { compilePattern, matchesPattern, type PatternMode } from './pattern.js';
 
@@ -21,30 +21,8 @@ function siteLocation(site: CallSite | null): { location?: SourceLocation } {
   return site ? { location: { file: site.file, line: site.line } } : {};
 }
 
-function lexists(p: string): boolean {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
-function isFile(p: string): boolean {
-  try {
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
 
-function isLink(p: string): boolean {
-  try {
-    return fs.lstatSync(p).isSymbolicLink();
-  } catch {
-    return false;
-  }
-}
 
 /** Manifest text (`guest: host\n` lines, then `guest: ->target\n` links). */
 export function expandFileMap(fm: FileMapRecord, opts: FileMapOptions): string {
@@ -75,7 +53,7 @@ export function expandFileMap(fm: FileMapRecord, opts: FileMapOptions): string {
         hint: `module ${opts.moduleName} maps it in a FileMap; FileMaps are expanded after "make module", so its build must create it`,
       });
     }
-    if (isFile(root) || (isLink(root) && m.allowSymlink)) {
+    if (isRegularFile(root) || (isLink(root) && m.allowSymlink)) {
       if (m.filters.length > 0) throw new OsvbError('OSVB_FILEMAP', 'Filters only allowed when adding directory', where);
       if (m.allowSymlink) root = '!' + root;
       add(m.guest, root, m.allowSymlink, m.site);

@@ -7,16 +7,9 @@
 import * as fs from 'node:fs';
 import { canonicalJson, digestString, digestValue, type Digest, type StatCache } from '../hash/index.js';
 import type { LocalCache } from '../cache/index.js';
-import type { EvaluationResult } from '../evaluate/index.js';
+import type { EvaluationReads, EvaluationResult } from '../evaluate/index.js';
 
-export interface EvaluationReads {
-  files: string[];
-  dirs: string[];
-  stats: string[];
-  env: string[];
-  envAll: boolean;
-  uncacheable: string[];
-}
+export type { EvaluationReads };
 
 export interface RecordedReads {
   files: Array<[string, string | null]>;

@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { lstatQuiet } from '../fsutil/index.js';
 import { canonicalJson, digestValue, listModuleInputs, type Digest, type ListedInputs, type StatCache } from '../hash/index.js';
 import type { EvaluatedModule } from '../evaluate/index.js';
 
@@ -114,14 +115,6 @@ export function fingerprintHolds(dir: string, fp: InputFingerprint): boolean {
   return true;
 }
 
-/** lstat that answers undefined for any failure (missing, not a directory, no access). */
-function lstatQuiet(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p, { throwIfNoEntry: false });
-  } catch {
-    return undefined;
-  }
-}
 
 function msString(st: { mtimeMs: number }): string {
   return st.mtimeMs.toString();
