@@ -1,0 +1,65 @@
+// The cost of updating rofs.img inside a build, measured in-process (the way `osvb build`
+// runs the image stage; no Node start-up in either figure): a full write of a 500-module,
+// ≥200 MB image vs the in-place update after one file of one module in the middle changed.
+// Medians of --runs (default 5).
+//
+//   node tools/bench/rofs-update.mjs [--runs 5] [--work DIR]
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const engine = await import(path.join(REPO, 'packages/engine/dist/index.js'));
+await engine.initHashing();
+
+const args = process.argv.slice(2);
+const runs = Number(args[args.indexOf('--runs') + 1] || 5) || 5;
+const work = args.includes('--work') ? args[args.indexOf('--work') + 1] : fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-rofs-update-'));
+const build = path.join(work, 'build');
+
+// 500 module directories of 5 files, 84 KiB each: 2500 files, 215 MB.
+fs.mkdirSync(build, { recursive: true });
+let manifest = '[manifest]\n';
+const chunk = Buffer.alloc(86016);
+for (let m = 0; m < 500; m++) {
+  const dir = path.join(build, `m${String(m).padStart(4, '0')}`);
+  fs.mkdirSync(dir, { recursive: true });
+  for (let f = 0; f < 5; f++) {
+    chunk.fill((m * 7 + f) & 0xff);
+    chunk.writeUInt32LE(m * 5 + f, 0);
+    fs.writeFileSync(path.join(dir, `f${f}.bin`), chunk);
+  }
+  manifest += `/m${String(m).padStart(4, '0')}/**: m${String(m).padStart(4, '0')}/**\n`;
+}
+const out = path.join(build, 'rofs.img');
+const opts = { file: path.join(build, 'usr.manifest'), cwd: build, walkOrder: 'sorted', strip: false };
+
+async function once(incremental) {
+  const t0 = performance.now();
+  const tree = await engine.buildRofsTree(manifest, opts);
+  const stats = await engine.writeRofsImage(tree, out, { incremental });
+  return { ms: performance.now() - t0, stats };
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+const full = [];
+const update = [];
+for (let i = 0; i < runs; i++) {
+  fs.rmSync(out, { force: true });
+  fs.rmSync(`${out}.osvb-layout.json`, { force: true });
+  full.push((await once(true)).ms);
+  const victim = path.join(build, 'm0250', 'f2.bin');
+  const buf = fs.readFileSync(victim);
+  buf[100] = (buf[100] + 1 + i) & 0xff;
+  fs.writeFileSync(victim, buf);
+  const r = await once(true);
+  if (r.stats.mode !== 'in-place') throw new Error(`expected an in-place update, got ${r.stats.mode}: ${r.stats.fullReason}`);
+  update.push(r.ms);
+}
+const f = median(full);
+const u = median(update);
+console.log(`rofs.img, 500 modules, 2500 files, ${(fs.statSync(out).size / 1e6).toFixed(0)} MB (medians of ${runs}, in-process)`);
+console.log(`  full write        ${f.toFixed(0)} ms`);
+console.log(`  in-place update   ${u.toFixed(0)} ms  (${((u / f) * 100).toFixed(0)}% of a full write; target ≤ 20%)`);
+if (!args.includes('--work')) fs.rmSync(work, { recursive: true, force: true });
