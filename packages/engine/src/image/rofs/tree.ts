@@ -37,6 +37,8 @@ export interface RofsSourceSignature {
   mtimeMs: number;
   ctimeMs: number;
   ino: number;
+  /** Device of the source's file system (lets the writer compare its timestamps with that file system's clock). */
+  dev?: number;
 }
 
 export interface RofsFile {
@@ -102,7 +104,7 @@ export function rofsDir(origin?: RofsOrigin): RofsDir {
 }
 
 function signatureOf(st: fs.Stats): RofsSourceSignature {
-  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino };
+  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
 }
 
 /** A file node for `source`, sized (and signed) from the file system now. */

@@ -304,6 +304,33 @@ describe('incremental updates', () => {
     expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
   });
 
+  it("sources older than the write on the image's file system are trusted by stat at once, newer ones are not", async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root, true);
+    const future = path.join(build, 'mods/m4/f2');
+    const later = new Date(Date.now() + 60_000);
+    fs.utimesSync(future, later, later); // its mtime is after the write: racy, compared by content next time
+    await new Promise((r) => setTimeout(r, 50)); // past any coarse timestamp tick
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const side = JSON.parse(fs.readFileSync(defaultLayoutPath(out), 'utf8')) as { files: { path: string[]; signature: Array<string | null> } };
+    expect(side.files.path).toHaveLength(120);
+    side.files.path.forEach((p, i) => expect([p, side.files.signature[i] === null]).toEqual([p, p === '/m4/f2']));
+    // A same-size edit of a trusted source with its mtime restored is still caught (ctime), and
+    // the racy one is compared by content.
+    const target = path.join(build, 'mods/m9/f3');
+    const st = fs.statSync(target);
+    fs.writeFileSync(target, bytes(st.size, 4242));
+    fs.utimesSync(target, st.atime, st.mtime);
+    const fst = fs.statSync(future);
+    fs.writeFileSync(future, bytes(fst.size, 777));
+    fs.utimesSync(future, fst.atime, fst.mtime);
+    const again = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(again.mode).toBe('in-place');
+    expect(again.filesWritten).toBe(2);
+    expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
+  });
+
   it('the image lists the same tree after an incremental update', async () => {
     const root = tempDir();
     const { build } = moduleTree(root);

@@ -335,6 +335,9 @@ interface TrustedSidecar {
   byBlock: Map<number, number>;
   files: Sidecar['files'];
   image: Sidecar['image'];
+  /** The image's device and mtime (whole milliseconds, rounded down): a file-system timestamp from before this run. */
+  dev: number;
+  mtimeMs: number;
 }
 
 function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): TrustedSidecar | string {
@@ -386,12 +389,33 @@ function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): Trust
     if (b < 1 || b + n > img.structureBlock) return 'the layout file is damaged';
     byBlock.set(b, i);
   }
-  return { byBlock, files: t, image: img };
+  return { byBlock, files: t, image: img, dev: Number(st.dev), mtimeMs: Number(st.mtimeMs) };
 }
 
-function writeSidecar(outPath: string, layoutPath: string, layout: RofsLayout, digests: string[], hasher: Hasher): void {
+/**
+ * When a source's stat signature may be trusted next time. A source is read after this clock was
+ * taken; a later edit gets a timestamp at or after it, so a source whose mtime and ctime are
+ * strictly before it cannot change without its signature changing. Two clocks: the wall clock
+ * minus RACY_MS (any file system, coarse timestamps, some skew), and a timestamp the image's own
+ * file system gave before any source was read (the new temp image's ctime for a full write, the
+ * old image's mtime for an in-place update), which applies to sources on that same device only
+ * (same clock, same timestamp granularity) and needs no margin.
+ */
+interface TrustClock {
+  wallBefore: number;
+  dev?: number;
+  fsNow?: number;
+}
+
+function trustable(f: RofsLayoutFile, clock: TrustClock): boolean {
+  const sig = f.node.signature;
+  if (sig === undefined || sig.size !== f.size) return false;
+  if (sig.mtimeMs < clock.wallBefore && sig.ctimeMs < clock.wallBefore) return true;
+  return clock.fsNow !== undefined && sig.dev !== undefined && sig.dev === clock.dev && sig.mtimeMs < clock.fsNow && sig.ctimeMs < clock.fsNow;
+}
+
+function writeSidecar(outPath: string, layoutPath: string, layout: RofsLayout, digests: string[], hasher: Hasher, clock: TrustClock): void {
   const st = fs.statSync(outPath, { bigint: true });
-  const trustBefore = Date.now() - RACY_MS;
   const files: Sidecar['files'] = { path: [], block: [], blocks: [], size: [], digest: [], source: [], signature: [] };
   layout.files.forEach((f, i) => {
     if (f.size === 0) return;
@@ -400,8 +424,7 @@ function writeSidecar(outPath: string, layoutPath: string, layout: RofsLayout, d
     files.blocks.push(blocksFor(f.size));
     files.size.push(f.size);
     files.digest.push(digests[i] as string);
-    const sig = f.node.signature;
-    const trusted = sig !== undefined && sig.size === f.size && sig.mtimeMs < trustBefore && sig.ctimeMs < trustBefore;
+    const trusted = trustable(f, clock);
     files.source.push(trusted ? f.node.source : null);
     files.signature.push(trusted ? (signatureText(f.node) as string) : null);
   });
@@ -466,6 +489,7 @@ function writeFull(
   outPath: string,
   hasher: Hasher | undefined,
   beforeRename: () => void,
+  clock?: TrustClock,
 ): { layout: RofsLayout; bytes: number; digests: string[] } {
   const files: PathedFile[] = known ? known.files : orderedFiles(tree);
   const tmp = tempNameFor(outPath);
@@ -475,6 +499,11 @@ function writeFull(
       fd = fs.openSync(tmp, 'w');
     } catch (e) {
       throw ioError(`cannot create ${tmp}`, e);
+    }
+    if (clock) {
+      const st = fs.fstatSync(fd, { bigint: true });
+      clock.dev = Number(st.dev);
+      clock.fsNow = Number(st.ctimeMs); // whole milliseconds, rounded down
     }
     // Block 0 is written last, when the layout is known.
     const w = new ImageWriter(fd, ROFS_BLOCK, hasher);
@@ -528,7 +557,7 @@ function statUnknownSizes(tree: RofsTree): void {
     if (!st) throw inputError(f, 'does not exist');
     if (!st.isFile()) throw inputError(f, 'is not a regular file');
     f.node.size = st.size;
-    f.node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino };
+    f.node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
   }
 }
 
@@ -601,6 +630,8 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
     return statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
   }
 
+  // Taken before any source is read (see TrustClock).
+  const clock: TrustClock = { wallBefore: Date.now() - RACY_MS };
   statUnknownSizes(tree);
   const layout = layoutRofs(tree);
   const hasher = await getHasher();
@@ -614,6 +645,8 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
     });
     if (!candidates) fullReason = 'no file keeps its place in the image';
     else {
+      clock.dev = old.dev;
+      clock.fsNow = old.mtimeMs;
       const { keep, digests, bySignature } = planInPlace(layout, old, hasher);
       const structureChanged =
         old.image.structureBlock !== layout.structureFirstBlock ||
@@ -624,7 +657,7 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
       if (toWrite === 0 && !structureChanged) {
         // Nothing to do: the image is left alone (its mtime too); the sidecar only needs
         // rewriting to record signatures it did not have (or that changed with equal content).
-        if (!bySignature) writeSidecar(outPath, layoutPath, layout, digests as string[], hasher);
+        if (!bySignature) writeSidecar(outPath, layoutPath, layout, digests as string[], hasher, clock);
         return statsOf(layout, 'in-place', 0, 0, kept);
       }
       let fd: number | undefined;
@@ -653,13 +686,14 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
           if (e instanceof OsvbError) throw e;
           throw ioError(`cannot update ${outPath}`, e);
         }
-        writeSidecar(outPath, layoutPath, layout, digests as string[], hasher);
+        writeSidecar(outPath, layoutPath, layout, digests as string[], hasher, clock);
         return statsOf(layout, 'in-place', bytes, toWrite, kept);
       }
     }
   }
-  const { bytes, digests } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath));
-  writeSidecar(outPath, layoutPath, layout, digests, hasher);
+  const fullClock: TrustClock = { wallBefore: clock.wallBefore };
+  const { bytes, digests } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath), fullClock);
+  writeSidecar(outPath, layoutPath, layout, digests, hasher, fullClock);
   const stats = statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
   if (fullReason !== undefined) stats.fullReason = fullReason;
   return stats;
