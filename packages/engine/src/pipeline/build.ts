@@ -531,4 +531,3 @@ function collectDependencies(plan: BuildPlan, withMakefile: readonly string[]): 
   return deps;
 }
 
-export { PythonWorker };

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { OsvbError, isOsvbError } from '../errors/index.js';
+import { isOsvbError } from '../errors/index.js';
 import { pyJoin, writeFileAtomic, type WalkOrder } from '../fsutil/index.js';
 import type { StatCache } from '../hash/index.js';
 import { buildRofsTree, exportManifest, writeOciLayout, writeRofsImage, type OsvOutputs } from '../image/index.js';
@@ -142,4 +142,3 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
   return result;
 }
 
-export { OsvbError };

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CorruptEntryError, withLock, type LocalCache } from '../cache/index.js';
+import { CorruptEntryError, type LocalCache } from '../cache/index.js';
 import { runMake } from '../build/index.js';
 import { digestString, type Digest, type StatCache } from '../hash/index.js';
 
@@ -169,4 +169,3 @@ export async function buildAndStore(
   return rec;
 }
 
-export { withLock };

@@ -18,7 +18,11 @@ export interface BuildWords {
   fs: FsType;
   /** `default`, `none`, or a skeleton path relative to OSV_BASE. */
   usrSkel: string;
-  /** The bootfs skeleton scripts/build gives the kernel for this fs (relative to OSV_BASE). */
+  /**
+   * The bootfs manifest scripts/build gives the kernel for this fs: a skeleton relative to
+   * OSV_BASE, or for ramfs the generated usr.manifest (scripts/build names it
+   * build/<mode>.<arch>/usr.manifest).
+   */
   kernelBootfsManifest: string;
   noRequired: boolean;
   appendManifest: boolean;
