@@ -7,6 +7,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { initHashing } from '../../hash/index.js';
 import { writeBootfs, type BootfsOptions } from './index.js';
+import { useTempDirs } from '../../testing/index.js';
 
 /**
  * Fixture cases: testdata/CASE.json describes a host tree and a manifest; CASE.bin and CASE.d
@@ -49,16 +50,7 @@ function materialise(root: string, tree: Record<string, NodeSpec>): void {
   }
 }
 
-let tmp: string[] = [];
-function tempDir(): string {
-  const d = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-bootfs-')));
-  tmp.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of tmp) fs.rmSync(d, { recursive: true, force: true });
-  tmp = [];
-});
+const tempDir = useTempDirs('osvb-bootfs-');
 beforeAll(async () => {
   await initHashing();
 });

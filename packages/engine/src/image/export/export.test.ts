@@ -8,6 +8,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { initHashing } from '../../hash/index.js';
 import { defaultExportRecordFile, exportManifest, type ExportOptions } from './index.js';
+import { useTempDirs } from '../../testing/index.js';
 
 /**
  * testdata/CASE.json: a host tree and a manifest; CASE.expected.json: the tree OSv's
@@ -71,16 +72,7 @@ function describeTree(top: string): Described[] {
   return out.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
 }
 
-let tmp: string[] = [];
-function tempDir(): string {
-  const d = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-export-')));
-  tmp.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of tmp) fs.rmSync(d, { recursive: true, force: true });
-  tmp = [];
-});
+const tempDir = useTempDirs('osvb-export-');
 beforeAll(async () => {
   await initHashing();
 });
