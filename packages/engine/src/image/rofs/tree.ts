@@ -206,7 +206,10 @@ class TreeBuilder {
 }
 
 /** Where the OS finds a host path relative to cwd: joined, not normalised (`link/..` stays). */
+/** UTF-16 order equals UTF-8 byte order unless a surrogate or a code unit above them is involved. */
+const NOT_BELOW_SURROGATES = /[\ud800-\uffff]/;
 function compareBytes(a: string, b: string): number {
+  if (!NOT_BELOW_SURROGATES.test(a) && !NOT_BELOW_SURROGATES.test(b)) return a < b ? -1 : a > b ? 1 : 0;
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
@@ -256,20 +259,24 @@ function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrde
     const real = onDisk(cwd, top);
     const entries = listDir(real, order);
     if (!entries) return;
-    const dirs: string[] = [];
+    const dirs: fs.Dirent[] = [];
     let rel = top.slice(h.length);
     if (rel !== '') rel += '/';
     for (const e of entries) {
-      if (isDirFollowing(real, e)) dirs.push(e.name);
+      if (isDirFollowing(real, e)) dirs.push(e);
       else yield { guest: g + rel + e.name, host: h + rel + e.name, regular: e.isFile() };
     }
-    for (const name of dirs) {
-      const sub = pyJoin(top, name);
+    for (const e of dirs) {
+      const sub = pyJoin(top, e.name);
       let link = false;
-      try {
-        link = fs.lstatSync(onDisk(cwd, sub), { throwIfNoEntry: false })?.isSymbolicLink() ?? false;
-      } catch {
-        /* unreadable: os.walk skips what it cannot list */
+      // An entry typed as a directory is no symlink (Node lstats entries of unknown type); only
+      // a symlink found to lead to a directory needs the os.walk islink test.
+      if (!e.isDirectory()) {
+        try {
+          link = fs.lstatSync(onDisk(cwd, sub), { throwIfNoEntry: false })?.isSymbolicLink() ?? false;
+        } catch {
+          /* unreadable: os.walk skips what it cannot list */
+        }
       }
       if (link) continue;
       yield* walk(sub);

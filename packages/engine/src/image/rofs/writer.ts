@@ -27,7 +27,7 @@ import { OsvbError } from '../../errors/index.js';
 import { tempNameFor, writeFileAtomic } from '../../fsutil/index.js';
 import { blocksFor, ROFS_BLOCK } from './format.js';
 import { layoutRofs, orderedFiles, type RofsLayout, type RofsLayoutFile } from './layout.js';
-import type { RofsFile, RofsTree } from './tree.js';
+import type { RofsDir, RofsFile, RofsTree } from './tree.js';
 
 export interface RofsWriteOptions {
   /** Keep a layout sidecar and update an existing image in place when it can. */
@@ -544,21 +544,44 @@ function writeFull(
   }
 }
 
-/** Stat the files whose size the tree left open (regular files found by walks), for an incremental write. */
-function statUnknownSizes(tree: RofsTree): void {
-  for (const f of orderedFiles(tree)) {
-    if (f.node.size !== undefined) continue;
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.statSync(f.node.source, { throwIfNoEntry: false });
-    } catch (e) {
-      throw inputError(f, `cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, e);
+/**
+ * Stat the files whose size the tree left open (regular files found by walks), for an incremental
+ * write: all at once on the thread pool, then checked in image order (the first problem is reported).
+ */
+async function statUnknownSizes(tree: RofsTree): Promise<void> {
+  // Straight over the tree, without building guest paths (only an error needs one).
+  const nodes: RofsFile[] = [];
+  const visit = (dir: RofsDir, depth: number): void => {
+    if (depth > 4096) orderedFiles(tree); // throws its "nested too deep" error
+    for (const node of dir.entries.values()) {
+      if (node.kind === 'dir') visit(node, depth + 1);
+      else if (node.kind === 'file' && node.size === undefined) nodes.push(node);
     }
-    if (!st) throw inputError(f, 'does not exist');
-    if (!st.isFile()) throw inputError(f, 'is not a regular file');
-    f.node.size = st.size;
-    f.node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
-  }
+  };
+  visit(tree.root, 0);
+  if (nodes.length === 0) return;
+  const results = await Promise.all(
+    nodes.map(
+      (node) =>
+        new Promise<fs.Stats | NodeJS.ErrnoException>((resolve) => {
+          fs.stat(node.source, (err, st) => resolve(err ?? st));
+        }),
+    ),
+  );
+  const failed = (node: RofsFile, message: string, cause?: unknown): OsvbError => {
+    const f = orderedFiles(tree).find((x) => x.node === node) ?? { node, path: node.source };
+    return inputError(f, message, cause);
+  };
+  nodes.forEach((node, i) => {
+    const st = results[i] as fs.Stats | NodeJS.ErrnoException;
+    if (!(st instanceof fs.Stats)) {
+      if (st.code === 'ENOENT') throw failed(node, 'does not exist');
+      throw failed(node, `cannot be read (${st.code ?? String(st)})`, st);
+    }
+    if (!st.isFile()) throw failed(node, 'is not a regular file');
+    node.size = st.size;
+    node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
+  });
 }
 
 const EMPTY_DIGEST_INPUT = new Uint8Array(0);
@@ -632,7 +655,7 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
 
   // Taken before any source is read (see TrustClock).
   const clock: TrustClock = { wallBefore: Date.now() - RACY_MS };
-  statUnknownSizes(tree);
+  await statUnknownSizes(tree);
   const layout = layoutRofs(tree);
   const hasher = await getHasher();
   const old = loadSidecar(outPath, layoutPath, hasher);
