@@ -6,25 +6,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { childProcess, writeFileAtomic } from '../fsutil/index.js';
+import { childProcess, findOnPath, writeFileAtomic } from '../fsutil/index.js';
 
-function onPath(cmd: string, env: Readonly<Record<string, string | undefined>>): string | undefined {
-  for (const dir of (env['PATH'] ?? '').split(':')) {
-    if (!dir) continue;
-    const p = path.join(dir, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      if (fs.statSync(p).isFile()) return p;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
-}
 
 export function resolveInterpreter(command: string, cacheFile: string, env: Readonly<Record<string, string | undefined>>, cwd: string): string {
   if (command.includes('/')) return command;
-  const found = onPath(command, env);
+  const found = findOnPath(command, env['PATH']);
   if (!found) return command; // the worker reports it missing, with the install hint
   let st: fs.Stats;
   try {

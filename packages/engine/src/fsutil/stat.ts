@@ -31,3 +31,34 @@ export function isLink(p: string): boolean {
 export function isRegularFile(p: string): boolean {
   return statQuiet(p)?.isFile() ?? false;
 }
+
+/** The first executable regular file named `cmd` on a PATH (what a shell would run). */
+export function findOnPath(cmd: string, pathVar: string | undefined): string | undefined {
+  for (const dir of (pathVar ?? '').split(':')) {
+    if (!dir) continue;
+    const p = `${dir}/${cmd}`;
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      if (fs.statSync(p).isFile()) return p;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Signature of a path: kind, size, mtime, inode and mode (`-` when it does not exist). Equal
+ * signatures mean "not changed" for the caches that compare them.
+ */
+export function statSignature(p: string, follow: boolean): string {
+  let st: fs.Stats | undefined;
+  try {
+    st = follow ? fs.statSync(p, { throwIfNoEntry: false }) : fs.lstatSync(p, { throwIfNoEntry: false });
+  } catch {
+    return '-';
+  }
+  if (!st) return '-';
+  const kind = st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o';
+  return `${kind}:${st.size}:${st.mtimeMs}:${st.ino}:${st.mode}`;
+}

@@ -4,9 +4,9 @@
  * directory's mtime and inode (a directory's mtime changes whenever an entry is added,
  * removed, renamed or replaced). Unchanged → no walk.
  */
-import * as fs from 'node:fs';
 import type { FileMapRecord } from '../evaluate/types.js';
 import { digestValue } from '../hash/index.js';
+import { lstatQuiet, statSignature } from '../fsutil/index.js';
 import { expandFileMap, type FileMapOptions } from './filemap.js';
 
 export interface FileMapCacheStore {
@@ -23,29 +23,12 @@ export interface FileMapCacheEntry {
 const RACY_MS = 2000;
 
 function signature(p: string): string {
-  const part = (st: fs.Stats | undefined): string => {
-    if (!st) return '-';
-    const kind = st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o';
-    return `${kind}:${st.ino}:${st.mtimeMs}`;
-  };
-  let l: fs.Stats | undefined;
-  let s: fs.Stats | undefined;
-  try {
-    l = fs.lstatSync(p, { throwIfNoEntry: false });
-    s = l?.isSymbolicLink() ? fs.statSync(p, { throwIfNoEntry: false }) : l;
-  } catch {
-    /* unreadable: '-' */
-  }
-  return `${part(l)}|${part(s)}`;
+  return `${statSignature(p, false)}|${statSignature(p, true)}`;
 }
 
 function fresh(p: string, now: number): boolean {
-  try {
-    const st = fs.lstatSync(p, { throwIfNoEntry: false });
-    return !!st && st.mtimeMs >= now - RACY_MS;
-  } catch {
-    return false;
-  }
+  const st = lstatQuiet(p);
+  return !!st && st.mtimeMs >= now - RACY_MS;
 }
 
 export function expandFileMapCached(fm: FileMapRecord, opts: FileMapOptions, store: FileMapCacheStore | undefined, engine: string): string {

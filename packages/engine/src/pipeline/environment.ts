@@ -6,21 +6,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BuildWords } from './words.js';
-import { childProcess, writeFileAtomic } from '../fsutil/index.js';
+import { childProcess, findOnPath, writeFileAtomic } from '../fsutil/index.js';
 
 export function hostArch(): string {
   return process.arch === 'arm64' ? 'aarch64' : 'x64';
 }
 
-function which(cmd: string): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(':')) {
-    if (!dir) continue;
-    const p = path.join(dir, cmd);
-    const st = fs.statSync(p, { throwIfNoEntry: false });
-    if (st?.isFile()) return p;
-  }
-  return undefined;
-}
 
 /**
  * findLibgccSDir, remembered in `cacheFile` per compiler binary (path, size, mtime): running
@@ -28,7 +19,7 @@ function which(cmd: string): string | undefined {
  */
 export function findLibgccSDirCached(arch: string, cacheFile: string): { dir: string; warning?: string; compiler?: string } {
   const cc = compilerFor(arch);
-  const bin = which(cc);
+  const bin = findOnPath(cc, process.env['PATH']);
   const st = bin ? fs.statSync(bin, { throwIfNoEntry: false }) : undefined;
   const id = bin && st ? `${bin}:${st.size}:${st.mtimeMs}:${arch}` : undefined;
   if (id) {

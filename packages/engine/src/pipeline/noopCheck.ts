@@ -6,12 +6,15 @@
  * loading anything else: if all signatures still hold, the same build would do nothing, so it
  * says so and exits. Anything different falls through to a normal build.
  *
- * This file imports nothing but node:fs and node:path, so checking costs a few milliseconds.
+ * This file imports only node:fs, node:path and fsutil/stat.ts, so checking costs a few
+ * milliseconds.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export { ENGINE_VERSION } from '../version.js';
+import { statSignature } from '../fsutil/stat.js';
+export { statSignature };
 
 export interface NoopMemo {
   v: 1;
@@ -37,18 +40,6 @@ export function memoEnv(env: Readonly<Record<string, string | undefined>>): Reco
   return out;
 }
 
-/** Signature of a path: kind, size, mtime and inode (or `-` when it does not exist). */
-export function statSignature(p: string, follow: boolean): string {
-  let st: fs.Stats | undefined;
-  try {
-    st = follow ? fs.statSync(p, { throwIfNoEntry: false }) : fs.lstatSync(p, { throwIfNoEntry: false });
-  } catch {
-    return '-';
-  }
-  if (!st) return '-';
-  const kind = st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o';
-  return `${kind}:${st.size}:${st.mtimeMs}:${st.ino}:${st.mode}`;
-}
 
 function fnv1a(s: string): string {
   let h = 0x811c9dc5;

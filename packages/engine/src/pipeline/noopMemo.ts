@@ -2,7 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../fsutil/index.js';
-import { memoEnv, noopMemoFile, statSignature, type NoopMemo } from './noopCheck.js';
+import { statSignature } from '../fsutil/index.js';
+import { memoEnv, noopMemoFile, type NoopMemo } from './noopCheck.js';
 
 const RACY_MS = 2000;
 
