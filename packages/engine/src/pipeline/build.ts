@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { OsvbError, isOsvbError } from '../errors/index.js';
 import { ensureModuleDir, loadOsvConfig } from '../config/index.js';
 import { parseImageSpec, PythonWorker, resolveInterpreter, workerErrorToOsvb, type EvaluatedModule, type EvaluationResult } from '../evaluate/index.js';
@@ -503,6 +504,8 @@ function collectDependencies(plan: BuildPlan, withMakefile: readonly string[]): 
   const { resolved } = plan;
   deps.add(path.join(resolved.osvBase, 'config.json'));
   if (resolved.compiler) deps.add(resolved.compiler);
+  // osvb's own code (the bundle when bundled): a rebuilt osvb never trusts an old memo.
+  deps.add(fileURLToPath(import.meta.url), true, true);
   const reads = plan.evaluationReads;
   if (!reads) deps.fail('the evaluation could not be recorded');
   else {

@@ -12,14 +12,18 @@ export class DependencyRecorder {
   private failed: string | undefined;
   private readonly now = Date.now();
 
-  /** Record a path's current signature (absolute paths; follow = stat, else lstat). */
-  add(p: string, follow = true): void {
+  /**
+   * Record a path's current signature (absolute paths; follow = stat, else lstat). A path
+   * changed in the last moments is not trusted (another change in the same timestamp tick
+   * would go unseen) unless `anyAge`: for files that are replaced, never edited in place.
+   */
+  add(p: string, follow = true, anyAge = false): void {
     if (this.failed) return;
     const key = `${follow ? 'S' : 'L'}:${path.resolve(p)}`;
     if (this.deps.has(key)) return;
     const sig = statSignature(key.slice(2), follow);
     const mtime = sig === '-' ? 0 : Number(sig.split(':')[2]);
-    if (mtime >= this.now - RACY_MS) {
+    if (!anyAge && mtime >= this.now - RACY_MS) {
       this.fail(`${p} changed moments ago`);
       return;
     }
