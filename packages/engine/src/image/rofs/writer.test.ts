@@ -64,7 +64,7 @@ function rewrite(file: string, data: Buffer): void {
   fs.utimesSync(file, t, t);
 }
 
-describe('full writes', () => {
+describe.each([false, true])('full writes (read-ahead thread: %s)', (readAhead) => {
   it('are atomic: a failure leaves neither a temp file nor a partial image', async () => {
     const root = tempDir();
     const { build } = moduleTree(root);
@@ -72,7 +72,7 @@ describe('full writes', () => {
     // A source that grows between building the tree and writing the image.
     fs.appendFileSync(path.join(build, 'mods/m3/f1'), 'more');
     const out = path.join(root, 'rofs.img');
-    await expect(writeRofsImage(tree, out, { incremental: false })).rejects.toMatchObject({ code: 'OSVB_IO' });
+    await expect(writeRofsImage(tree, out, { incremental: false, readAhead })).rejects.toMatchObject({ code: 'OSVB_IO' });
     expect(fs.readdirSync(root)).toEqual(['build']);
   });
 
@@ -81,9 +81,9 @@ describe('full writes', () => {
     const { build } = moduleTree(root);
     const tree = await treeOf(build);
     fs.truncateSync(path.join(build, 'mods/m5/f2'), 3);
-    await expect(writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false })).rejects.toThrow(/changed while the image was written: expected \d+ bytes, it has 3/);
+    await expect(writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false, readAhead })).rejects.toThrow(/changed while the image was written: expected \d+ bytes, it has 3/);
     fs.rmSync(path.join(build, 'mods/m5/f2'));
-    const err = await writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false }).catch((e: unknown) => e);
+    const err = await writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false, readAhead }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OsvbError);
     expect((err as OsvbError).message).toMatch(/does not exist/);
     expect((err as OsvbError).location).toEqual({ file: 'usr.manifest', line: 23 });
@@ -101,12 +101,12 @@ describe('full writes', () => {
     tree.root.entries.set('big', rofsFileFrom(big));
     tree.root.entries.set('t', rofsFileFrom(small));
     const out = path.join(root, 'big.img');
-    const stats = await writeRofsImage(tree, out, { incremental: false });
+    const stats = await writeRofsImage(tree, out, { incremental: false, readAhead });
     expect(stats.bytesWritten).toBe(fs.statSync(out).size);
     expect(readRofsFile(out, '/big').equals(data)).toBe(true);
     expect(readRofsFile(out, '/t').toString()).toBe('small');
     fs.appendFileSync(big, 'x');
-    await expect(writeRofsImage(tree, out, { incremental: false })).rejects.toThrow(/it has more/);
+    await expect(writeRofsImage(tree, out, { incremental: false, readAhead })).rejects.toThrow(/it has more/);
     expect(readRofsFile(out, '/big').equals(data)).toBe(true); // the old image is untouched
   });
 
@@ -116,10 +116,10 @@ describe('full writes', () => {
     const tree = await treeOf(build);
     fs.writeFileSync(path.join(build, 'mods/m7/f1'), 'changed after the walk');
     const out = path.join(root, 'rofs.img');
-    await writeRofsImage(tree, out, { incremental: false });
+    await writeRofsImage(tree, out, { incremental: false, readAhead });
     expect(readRofsFile(out, '/m7/f1').toString()).toBe('changed after the walk');
     const again = path.join(root, 'again.img');
-    await writeRofsImage(await treeOf(build), again, { incremental: false });
+    await writeRofsImage(await treeOf(build), again, { incremental: false, readAhead });
     expect(fs.readFileSync(out).equals(fs.readFileSync(again))).toBe(true);
   });
 
@@ -127,9 +127,9 @@ describe('full writes', () => {
     const root = tempDir();
     const { build } = moduleTree(root);
     const out = path.join(root, 'rofs.img');
-    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    await writeRofsImage(await treeOf(build), out, { incremental: true, readAhead });
     expect(fs.existsSync(defaultLayoutPath(out))).toBe(true);
-    await writeRofsImage(await treeOf(build), out, { incremental: false });
+    await writeRofsImage(await treeOf(build), out, { incremental: false, readAhead });
     expect(fs.existsSync(defaultLayoutPath(out))).toBe(false);
   });
 });
@@ -340,5 +340,64 @@ describe('incremental updates', () => {
     await writeRofsImage(await treeOf(build), out, { incremental: true });
     expect(readRofsFile(out, '/m0/f0').toString()).toBe('tiny now');
     expect(listRofs(out).filter((e) => e.kind === 'file')).toHaveLength(120);
+  });
+});
+
+describe('read-ahead thread', () => {
+  /** 300 files over 7 batches, some empty, one larger than the ring, listed or walked. */
+  function bigTree(root: string, walk: boolean): string {
+    const build = path.join(root, 'build');
+    let manifest = '';
+    for (let m = 0; m < 6; m++) {
+      fs.mkdirSync(path.join(build, `m${m}`), { recursive: true });
+      for (let f = 0; f < 50; f++) {
+        const rel = `m${m}/f${String(f).padStart(2, '0')}`;
+        const size = m === 3 && f === 7 ? 17 * 1024 * 1024 + 5 : f % 11 === 0 ? 0 : ((m * 31 + f * 17) % 23) * 611 + 1;
+        fs.writeFileSync(path.join(build, rel), bytes(size, m * 100 + f));
+        if (!walk) manifest += `/${rel}: ${rel}\n`;
+      }
+      if (walk) manifest += `/m${m}/**: m${m}/**\n`;
+    }
+    fs.writeFileSync(path.join(build, 'usr.manifest'), manifest);
+    return build;
+  }
+
+  for (const walk of [false, true]) {
+    it(`writes the same image and the same content digests as the single-threaded writer (${walk ? 'walked' : 'listed'} files)`, async () => {
+      const root = tempDir();
+      const build = bigTree(root, walk);
+      const images: Buffer[] = [];
+      const digests: unknown[] = [];
+      for (const readAhead of [false, true]) {
+        for (const incremental of [false, true]) {
+          const out = path.join(root, `${readAhead}-${incremental}.img`);
+          const stats = await writeRofsImage(await treeOf(build), out, { incremental, readAhead });
+          expect(stats.mode).toBe('full');
+          expect(stats.bytesWritten).toBe(fs.statSync(out).size);
+          images.push(fs.readFileSync(out));
+          if (incremental) digests.push((JSON.parse(fs.readFileSync(defaultLayoutPath(out), 'utf8')) as { files: { digest: string[] } }).files.digest);
+        }
+      }
+      for (const img of images.slice(1)) expect(img.equals(images[0] as Buffer)).toBe(true);
+      expect(digests[1]).toEqual(digests[0]);
+      expect((digests[0] as string[]).length).toBeGreaterThan(250);
+      expect(readRofsFile(path.join(root, 'true-false.img'), '/m3/f07').equals(fs.readFileSync(path.join(build, 'm3/f07')))).toBe(true);
+    });
+  }
+
+  it('reports the first unreadable file in image order, with its manifest line, and leaves nothing behind', async () => {
+    const root = tempDir();
+    const build = bigTree(root, false);
+    const tree = await treeOf(build);
+    fs.rmSync(path.join(build, 'm5/f40'));
+    fs.rmSync(path.join(build, 'm4/f03'));
+    const out = path.join(root, 'out', 'rofs.img');
+    fs.mkdirSync(path.dirname(out));
+    const err = await writeRofsImage(tree, out, { incremental: false, readAhead: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OsvbError);
+    expect((err as OsvbError).code).toBe('OSVB_IMAGE_INPUT');
+    expect((err as OsvbError).message).toMatch(/"m4\/f03" for guest path "\/m4\/f03" does not exist/);
+    expect((err as OsvbError).location).toEqual({ file: 'usr.manifest', line: 204 });
+    expect(fs.readdirSync(path.dirname(out))).toEqual([]);
   });
 });

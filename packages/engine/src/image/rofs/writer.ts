@@ -27,6 +27,7 @@ import { OsvbError } from '../../errors/index.js';
 import { tempNameFor, writeFileAtomic } from '../../fsutil/index.js';
 import { blocksFor, ROFS_BLOCK } from './format.js';
 import { layoutRofs, orderedFiles, type RofsLayout, type RofsLayoutFile } from './layout.js';
+import { copyWithReadAhead, ReadAheadFailure } from './readAhead.js';
 import type { RofsDir, RofsFile, RofsTree } from './tree.js';
 
 export interface RofsWriteOptions {
@@ -34,6 +35,11 @@ export interface RofsWriteOptions {
   incremental: boolean;
   /** Sidecar path (default `<outPath>.osvb-layout.json`). */
   layoutPath?: string;
+  /**
+   * Read sources on reader threads during a full write (see readAhead.ts). Default: when the
+   * image has at least READ_AHEAD_MIN_FILES files.
+   */
+  readAhead?: boolean;
 }
 
 export interface RofsWriteStats {
@@ -59,6 +65,12 @@ export interface RofsWriteStats {
 
 /** 256 KiB: few syscalls, bounded memory, and the buffer stays in cache between read and write. */
 const BUFFER_BYTES = 256 << 10;
+/**
+ * Read-ahead pays off when per-file syscalls dominate (many small files: 21.5k files of 10 kB
+ * write 1.4x faster); with fewer, larger files the threads only compete for the two cores and
+ * the copy is bandwidth-bound (2.5k files of 86 kB: 1.3x slower). Measured, see tools/bench.
+ */
+const READ_AHEAD_MIN_FILES = 4000;
 const SIDECAR_FORMAT = 'osvb-rofs-layout';
 const SIDECAR_VERSION = 1;
 /** A source modified this recently is not trusted by stat alone next time (same-tick rewrites). */
@@ -478,6 +490,40 @@ function writeTail(w: ImageWriter, layout: RofsLayout): void {
   w.zeros(layout.imageSize - layout.structureFirstBlock * ROFS_BLOCK - layout.structure.length);
 }
 
+function useReadAhead(files: readonly PathedFile[], option: boolean | undefined): boolean {
+  if (option !== undefined) return option && files.length > 0;
+  return files.length >= READ_AHEAD_MIN_FILES;
+}
+
+/** Copy every file's data (block 1 on) through the read-ahead thread; sizes learnt are recorded in the tree. */
+function readAheadInto(files: readonly PathedFile[], fd: number, hasher: Hasher | undefined): { bytesWritten: number; digests: string[] | undefined } {
+  let r;
+  try {
+    r = copyWithReadAhead(
+      files.map((f) => ({ source: f.node.source, size: f.node.size })),
+      fd,
+      ROFS_BLOCK,
+      hasher,
+      fs.writeSync,
+    );
+  } catch (e) {
+    if (!(e instanceof ReadAheadFailure)) throw e;
+    const f = files[e.index] as PathedFile;
+    const size = f.node.size ?? 0;
+    if (e.kind === 'open') {
+      const why = e.code === 'ENOENT' || e.code === 'ENOTDIR' ? 'does not exist' : `cannot be read (${e.code ?? e.detail})`;
+      throw inputError(f, why, e);
+    }
+    if (e.kind === 'more') throw changedError({ ...f, size }, 'it has more');
+    if (e.kind === 'short') throw changedError({ ...f, size }, `it has ${e.got}`);
+    throw inputError(f, `could not be read: ${e.detail}`, e);
+  }
+  files.forEach((f, i) => {
+    if (f.node.size === undefined) f.node.size = r.sizes[i] as number;
+  });
+  return { bytesWritten: r.bytesWritten, digests: r.digests };
+}
+
 /**
  * A whole new image in a temp file, renamed over `outPath`: superblock placeholder, file data in
  * layout order (sizes of walked files learned as they are read), structure area, then block 0.
@@ -489,6 +535,7 @@ function writeFull(
   outPath: string,
   hasher: Hasher | undefined,
   beforeRename: () => void,
+  readAhead: boolean | undefined,
   clock?: TrustClock,
 ): { layout: RofsLayout; bytes: number; digests: string[] } {
   const files: PathedFile[] = known ? known.files : orderedFiles(tree);
@@ -506,17 +553,25 @@ function writeFull(
       clock.fsNow = Number(st.ctimeMs); // whole milliseconds, rounded down
     }
     // Block 0 is written last, when the layout is known.
-    const w = new ImageWriter(fd, ROFS_BLOCK, hasher);
-    const digests: string[] = [];
-    for (const f of files) {
-      const size = f.node.size;
-      if (size === undefined) {
-        const r = w.copyUnknown(f);
-        f.node.size = r.size;
-        if (r.digest !== undefined) digests.push(r.digest);
-      } else {
-        const d = w.copyFile({ node: f.node, path: f.path, size });
-        if (d !== undefined) digests.push(d);
+    let digests: string[] = [];
+    let w: ImageWriter;
+    if (useReadAhead(files, readAhead)) {
+      const r = readAheadInto(files, fd, hasher);
+      if (r.digests) digests = r.digests;
+      w = new ImageWriter(fd, ROFS_BLOCK + r.bytesWritten, hasher);
+      w.bytesWritten = r.bytesWritten;
+    } else {
+      w = new ImageWriter(fd, ROFS_BLOCK, hasher);
+      for (const f of files) {
+        const size = f.node.size;
+        if (size === undefined) {
+          const r = w.copyUnknown(f);
+          f.node.size = r.size;
+          if (r.digest !== undefined) digests.push(r.digest);
+        } else {
+          const d = w.copyFile({ node: f.node, path: f.path, size });
+          if (d !== undefined) digests.push(d);
+        }
       }
     }
     const layout = known ?? layoutRofs(tree);
@@ -649,7 +704,7 @@ function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: 
 export async function writeRofsImage(tree: RofsTree, outPath: string, options: RofsWriteOptions): Promise<RofsWriteStats> {
   const layoutPath = options.layoutPath ?? defaultLayoutPath(outPath);
   if (!options.incremental) {
-    const { layout, bytes } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath));
+    const { layout, bytes } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath), options.readAhead);
     return statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
   }
 
@@ -715,7 +770,7 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
     }
   }
   const fullClock: TrustClock = { wallBefore: clock.wallBefore };
-  const { bytes, digests } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath), fullClock);
+  const { bytes, digests } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath), options.readAhead, fullClock);
   writeSidecar(outPath, layoutPath, layout, digests, hasher, fullClock);
   const stats = statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
   if (fullReason !== undefined) stats.fullReason = fullReason;
