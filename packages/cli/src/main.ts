@@ -1,12 +1,12 @@
 /** The osvb command line: a thin shell over @osv-build/engine. */
 import { readFileSync } from 'node:fs';
-import { build, expandGeneratedManifest, isOsvbError, OsvbError, type Reporter } from '@osv-build/engine';
+import { build, expandGeneratedManifest, isOsvbError, jsonReporter, OsvbError, textReporter, type Reporter } from '@osv-build/engine';
 import { parseBuildArgs, type ParsedBuildArgs } from './args.js';
 import { runCache, runExplain } from './commands.js';
 import { runImageCommand } from './imagecmds.js';
 import { runRofs } from './rofs.js';
 import { BUILD_HELP, MAIN_HELP } from './help.js';
-import { jsonReporter, textReporter } from './reporter.js';
+
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };

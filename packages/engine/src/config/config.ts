@@ -43,6 +43,10 @@ export interface OsvConfig {
   defaults: string[] | undefined;
   /** All files read (config.json first, then includes), for hashing and watching. */
   files: string[];
+  /** Names with an explicit entry (config.json and includes), in file order. */
+  entryNames: string[];
+  /** The repository directories, `${VAR}`s expanded, as configured (searched in this order). */
+  repositories: string[];
   /** Look a name up (explicit entry, then repositories). Undefined when not found. */
   find(name: string): LocatedModule | undefined;
   /** Like `find` but throws OSv's "Module not found" error. */
@@ -139,6 +143,8 @@ export function loadOsvConfig(opts: LoadConfigOptions): OsvConfig {
     variables: [...variables].sort(),
     defaults: top.default,
     files,
+    entryNames: [...entries.keys()].filter((k) => !RESERVED.has(k)),
+    repositories: repoDirs,
     find,
     locate(name: string): LocatedModule {
       const found = find(name);

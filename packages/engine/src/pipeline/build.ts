@@ -62,6 +62,11 @@ export interface BuildOptions {
   requireImage?: boolean;
   /** The command as typed (after `build`) and its directory: enables the "nothing to do" memo. */
   command?: { argv: readonly string[]; cwd: string };
+  /**
+   * Build (or restore) the selected modules and stop: no usr.manifest, bootfs.manifest, cmdline
+   * or images are written (the Nx plugin's per-module `build` target).
+   */
+  modulesOnly?: boolean;
 }
 
 export interface ResolvedBuild {
@@ -143,7 +148,7 @@ export function resolveBuild(opts: BuildOptions): ResolvedBuild {
   };
 }
 
-interface Evaluated {
+export interface Evaluated {
   evaluation: EvaluationResult;
   selected: string[];
   cached: boolean;
@@ -153,7 +158,7 @@ interface Evaluated {
 }
 
 /** Evaluate the image spec: from the cache while nothing it looked at changed, else with python3. */
-async function evaluateCached(resolved: ResolvedBuild, cache: LocalCache, statCache: StatCache, reporter: Reporter): Promise<Evaluated> {
+export async function evaluateCached(resolved: ResolvedBuild, cache: LocalCache, statCache: StatCache, reporter: Reporter): Promise<Evaluated> {
   const key = evalCacheKey({ engine: ENGINE_VERSION, osvBase: resolved.osvBase, buildPath: resolved.buildPath, spec: resolved.words.spec, python: resolved.python });
   const rec = loadEvalRecord(cache, key);
   let reason: string | undefined;
@@ -422,6 +427,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
   }
 
+  if (opts.modulesOnly) {
+    const durationMs = performance.now() - started;
+    reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached });
+    const none: OsvOutputs = { files: new Map(), noAppsSelected: false, usrSections: [] };
+    return { ...plan, images: {}, built, restored, outputs: none, written: [], durationMs };
+  }
   if (plan.evaluation.appsError) throw workerErrorToOsvb(plan.evaluation.appsError);
   const deps = opts.command ? collectDependencies(plan, withMakefile) : undefined;
   const outputs = generateOsvOutputs({

@@ -102,12 +102,32 @@ export function recordReads(
 
 /** The first recorded read that no longer holds, or undefined when the record is valid. */
 export function staleRead(rec: RecordedReads, env: Readonly<Record<string, string>>, statCache: StatCache): string | undefined {
-  for (const [n, v] of rec.env) if ((env[n] ?? null) !== v) return `environment variable ${n} changed`;
-  if (rec.envAll !== null && rec.envAll !== envDigest(env)) return 'the environment changed (module.py read all of it)';
-  for (const [k, kind] of rec.stats) if (kindOf(k.slice(2), k.startsWith('S:')) !== kind) return `${k.slice(2)} was added, removed or changed type`;
-  for (const [d, digest] of rec.dirs) if (listingDigest(d) !== digest) return `directory ${d} changed`;
-  for (const [f, digest] of rec.files) if (fileDigest(statCache, f) !== digest) return `${f} changed`;
-  return undefined;
+  return staleChecker(env, statCache)(rec);
+}
+
+/**
+ * `staleRead` for many records at once: each path is looked at once however many records name
+ * it (a base's modules share config files and required module.py files).
+ */
+export function staleChecker(env: Readonly<Record<string, string>>, statCache: StatCache): (rec: RecordedReads) => string | undefined {
+  const memo = new Map<string, string | null>();
+  const once = (k: string, f: () => string | null): string | null => {
+    let v = memo.get(k);
+    if (v === undefined && !memo.has(k)) {
+      v = f();
+      memo.set(k, v);
+    }
+    return v as string | null;
+  };
+  let allEnv: Digest | undefined;
+  return (rec) => {
+    for (const [n, v] of rec.env) if ((env[n] ?? null) !== v) return `environment variable ${n} changed`;
+    if (rec.envAll !== null && rec.envAll !== (allEnv ??= envDigest(env))) return 'the environment changed (module.py read all of it)';
+    for (const [k, kind] of rec.stats) if (once(`k${k}`, () => kindOf(k.slice(2), k.startsWith('S:'))) !== kind) return `${k.slice(2)} was added, removed or changed type`;
+    for (const [d, digest] of rec.dirs) if (once(`d${d}`, () => listingDigest(d)) !== digest) return `directory ${d} changed`;
+    for (const [f, digest] of rec.files) if (once(`f${f}`, () => fileDigest(statCache, f)) !== digest) return `${f} changed`;
+    return undefined;
+  };
 }
 
 export function evalCacheKey(parts: { engine: string; osvBase: string; buildPath: string; spec: string; python: string }): Digest {

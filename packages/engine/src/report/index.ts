@@ -21,3 +21,4 @@ export type BuildEvent =
 export type Reporter = (event: BuildEvent) => void;
 
 export const silentReporter: Reporter = () => {};
+export { textReporter, jsonReporter } from './text.js';

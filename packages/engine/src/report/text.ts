@@ -1,5 +1,5 @@
 /** Turns engine events into plain lines on stderr, or JSON lines on stdout with --json. */
-import type { BuildEvent, Reporter } from '@osv-build/engine';
+import type { BuildEvent, Reporter } from './index.js';
 
 function secs(ms: number): string {
   return `${(ms / 1000).toFixed(2)}s`;

@@ -1,0 +1,57 @@
+/** What both executors share: run an engine build, print its events, map errors to `success: false`. */
+import * as path from 'node:path';
+import type { ExecutorContext } from '@nx/devkit';
+import { build, isOsvbError, OsvbError, textReporter, type BuildOptions } from '@osv-build/engine';
+
+export interface CommonExecutorOptions {
+  /** The OSv base, relative to the workspace root. */
+  osvBase: string;
+  /** The build path (default: the base's build/<mode>). */
+  buildPath?: string;
+  /** osv-build's cache directory (default: $OSVB_CACHE_DIR, else <base>/.osvb/cache). */
+  cacheDir?: string;
+  /** Modules built at once (default: the number of cores). */
+  jobs?: number;
+  /** Print make's output and every module's status. */
+  verbose?: boolean;
+}
+
+/** Relative export_dir= and oci= words name paths in the OSv base (as when scripts/build runs there). */
+export function anchorWords(words: readonly string[], base: string): string[] {
+  return words.map((w) => {
+    const m = /^(export_dir|oci)=(.*)$/.exec(w);
+    if (!m || m[2] === '' || path.isAbsolute(m[2] as string)) return w;
+    return `${m[1]}=${path.resolve(base, m[2] as string)}`;
+  });
+}
+
+export async function runEngineBuild(options: CommonExecutorOptions, context: ExecutorContext, extra: Partial<BuildOptions> & { words: string[] }): Promise<{ success: boolean }> {
+  const base = path.resolve(context.root, options.osvBase);
+  const verbose = options.verbose ?? context.isVerbose;
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await build({
+      osvBase: base,
+      ...(options.buildPath ? { buildPath: path.resolve(context.root, options.buildPath) } : {}),
+      ...(options.cacheDir ? { cacheDir: path.resolve(context.root, options.cacheDir) } : {}),
+      ...(options.jobs ? { concurrency: options.jobs } : {}),
+      reporter: textReporter({ verbose, write: (s) => process.stdout.write(s + '\n') }),
+      streamMakeOutput: verbose,
+      signal: controller.signal,
+      ...extra,
+      words: anchorWords(extra.words, base),
+    });
+    return { success: true };
+  } catch (e) {
+    const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    process.stderr.write(err.format() + '\n');
+    if (verbose && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
+    return { success: false };
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * The Nx side of osv-build: OSv bases become Nx projects (one per module, one per configured
+ * image), `require`s become dependencies. Everything is asked of the engine's `describeBase`,
+ * which answers from its on-disk record while nothing it depends on changed — a warm graph
+ * computation starts no python3.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type {
+  CreateDependenciesContext,
+  CreateNodesContextV2,
+  CreateNodesResult,
+  DependencyType,
+  ProjectConfiguration,
+  RawProjectGraphDependency,
+  TargetConfiguration,
+} from '@nx/devkit';
+import { describeBase, isOsvbError, parseBuildWords, TOOLCHAIN_ENV, type BaseDescription } from '@osv-build/engine';
+import { moduleOutputs } from './gitignore.js';
+import { normalizeOptions, type NormalizedOptions } from './options.js';
+
+export const PLUGIN_NAME = '@osv-build/nx';
+/** Files that make a directory an OSv base. */
+export const CONFIG_GLOB = '**/config.json';
+
+/**
+ * A dependency: `static` with the file that declares it when Nx knows that file, else `implicit`.
+ * (Type-only import of Nx's enum: loading @nx/devkit at run time would slow every graph computation.)
+ */
+function edge(source: string, target: string, file: string | undefined, fileKnown: boolean): RawProjectGraphDependency {
+  if (file && fileKnown) return { source, target, type: 'static' as unknown as DependencyType.static, sourceFile: file };
+  return { source, target, type: 'implicit' as unknown as DependencyType.implicit };
+}
+
+/** Bases described by createNodes, kept for the createDependencies call of the same graph computation. */
+const described = new Map<string, BaseDescription>();
+
+function toPosix(p: string): string {
+  return p.split(path.sep).join('/');
+}
+
+/** Workspace-relative POSIX path, or undefined when `abs` is outside the workspace. */
+function relative(workspaceRoot: string, abs: string): string | undefined {
+  const rel = path.relative(workspaceRoot, abs);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) return undefined;
+  return toPosix(rel) || '.';
+}
+
+function isOsvConfig(file: string): boolean {
+  try {
+    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+    return typeof v === 'object' && v !== null && typeof (v as { modules?: unknown }).modules === 'object';
+  } catch {
+    return false;
+  }
+}
+
+function selectedBases(configFiles: readonly string[], opts: NormalizedOptions, workspaceRoot: string): string[] {
+  if (opts.bases) {
+    const wanted = new Set(opts.bases.map((b) => toPosix(path.normalize(b)).replace(/\/$/, '') || '.'));
+    return configFiles.map((f) => toPosix(path.dirname(f))).filter((d) => wanted.has(d));
+  }
+  return configFiles.filter((f) => isOsvConfig(path.join(workspaceRoot, f))).map((f) => toPosix(path.dirname(f)));
+}
+
+async function describe(base: string, opts: NormalizedOptions, workspaceRoot: string): Promise<BaseDescription> {
+  try {
+    const d = await describeBase({
+      osvBase: path.join(workspaceRoot, base),
+      ...(opts.cacheDir ? { cacheDir: path.resolve(workspaceRoot, opts.cacheDir) } : {}),
+      images: opts.images.map((i) => ({ name: i.name, words: i.words })),
+    });
+    described.set(base, d);
+    return d;
+  } catch (e) {
+    if (isOsvbError(e)) throw new Error(`${PLUGIN_NAME}: OSv base ${base}: ${e.format()}`);
+    throw e;
+  }
+}
+
+function envInputs(): Array<{ env: string }> {
+  return [...TOOLCHAIN_ENV].sort().map((env) => ({ env }));
+}
+
+function imageProjectName(image: string, base: string, bases: number): string {
+  return bases > 1 ? `${path.posix.basename(base)}-${image}` : image;
+}
+
+/** The files `osvb build` writes for these words, as Nx outputs (workspace-relative). */
+function imageOutputs(buildPathRel: string | undefined, words: readonly string[], workspaceRoot: string, base: string): string[] {
+  const out: string[] = [];
+  const parsed = parseBuildWords(words);
+  if (buildPathRel) {
+    // What writeOsvOutputs and the image stage write: OSv's outputs, run_on_init command files,
+    // javamains, fstab, and for the rofs family the image and its layout record.
+    for (const f of ['usr.manifest', 'bootfs.manifest', 'cmdline', 'javamains', '30-auto-*', 'fstab']) out.push(`{workspaceRoot}/${buildPathRel}/${f}`);
+    if (parsed.fs === 'rofs' || parsed.fs === 'rofs_with_zfs' || parsed.fs === 'rofs_with_ext') {
+      out.push(`{workspaceRoot}/${buildPathRel}/rofs.img`, `{workspaceRoot}/${buildPathRel}/rofs.img.osvb-layout.json`);
+    }
+  }
+  if (parsed.exportMode !== 'none') {
+    const dir = relative(workspaceRoot, path.resolve(workspaceRoot, base, parsed.exportDir ?? path.join('build', 'export')));
+    if (dir) out.push(`{workspaceRoot}/${dir}`);
+  }
+  if (parsed.ociDir) {
+    const dir = relative(workspaceRoot, path.resolve(workspaceRoot, base, parsed.ociDir));
+    if (dir) out.push(`{workspaceRoot}/${dir}`);
+  }
+  return out;
+}
+
+function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, workspaceRoot: string, bases: number): Record<string, ProjectConfiguration> {
+  const projects: Record<string, ProjectConfiguration> = {};
+  const moduleOutputGlobs = new Map<string, string[]>();
+  for (const m of d.modules) {
+    const root = relative(workspaceRoot, m.dir);
+    if (!root || root === base || root === '.') continue; // outside the workspace, or the base itself
+    const { outputs, unignored } = moduleOutputs(m.dir, m.outputs);
+    moduleOutputGlobs.set(m.name, outputs.map((o) => `{workspaceRoot}/${root}/${o}`));
+    const build: TargetConfiguration = {
+      executor: `${PLUGIN_NAME}:module`,
+      options: { osvBase: base, module: m.name },
+      cache: true,
+      dependsOn: [`^${opts.buildTargetName}`],
+      inputs: ['osvModule', '^osvModule', ...envInputs()],
+      outputs: outputs.map((o) => `{projectRoot}/${o}`),
+      metadata: {
+        description: m.hasMakefile ? `make module in ${root}, through osv-build's cache` : `OSv module ${m.name} (no Makefile: nothing to build)`,
+        technologies: ['osv'],
+        ...(m.error ? { help: { command: `npx osvb explain ${m.name} --osv-base ${base}`, example: {} } } : {}),
+      },
+    };
+    projects[root] = {
+      root,
+      name: `${opts.projectPrefix}${m.name}`,
+      projectType: 'library',
+      tags: ['osv:module'],
+      namedInputs: { osvModule: [`{projectRoot}/**/*`, ...unignored.map((u) => `!{projectRoot}/${u}`)] },
+      targets: { [opts.buildTargetName]: build },
+    };
+  }
+  for (const img of d.images) {
+    const buildPathRel = img.buildPath ? relative(workspaceRoot, img.buildPath) : undefined;
+    const cacheRel = relative(workspaceRoot, d.cacheDir);
+    const negations = [buildPathRel, cacheRel].filter((p): p is string => p !== undefined && (p === base || p.startsWith(`${base}/`)) && p !== base).map((p) => `!{workspaceRoot}/${p}/**/*`);
+    const outputs = [...imageOutputs(buildPathRel, img.words, workspaceRoot, base), ...img.modules.flatMap((n) => moduleOutputGlobs.get(n) ?? [])];
+    const build: TargetConfiguration = {
+      executor: `${PLUGIN_NAME}:image`,
+      options: { osvBase: base, words: img.words },
+      cache: true,
+      inputs: ['osvImage', '^osvModule', ...envInputs()],
+      outputs,
+      metadata: { description: `osvb build ${img.words.join(' ') || '(image=default)'} in ${base}`, technologies: ['osv'] },
+    };
+    const name = imageProjectName(img.name, base, bases);
+    if (projects[base]) throw new Error(`${PLUGIN_NAME}: two image projects for ${base}; only one image project per base is supported (got "${projects[base].name}" and "${name}")`);
+    projects[base] = {
+      root: base,
+      name,
+      projectType: 'application',
+      tags: ['osv:image'],
+      namedInputs: { osvImage: ['{projectRoot}/**/*', ...negations] },
+      targets: { [opts.buildTargetName]: build },
+    };
+  }
+  return projects;
+}
+
+export async function createNodesImpl(configFiles: readonly string[], rawOptions: unknown, context: CreateNodesContextV2): Promise<Array<readonly [string, CreateNodesResult]>> {
+  const opts = normalizeOptions(rawOptions);
+  const bases = selectedBases(configFiles, opts, context.workspaceRoot);
+  const results: Array<readonly [string, CreateNodesResult]> = [];
+  for (const base of bases) {
+    const d = await describe(base, opts, context.workspaceRoot);
+    results.push([base === '.' ? 'config.json' : `${base}/config.json`, { projects: projectsOf(base, d, opts, context.workspaceRoot, bases.length) }] as const);
+  }
+  return results;
+}
+
+export async function createDependenciesImpl(rawOptions: unknown, context: CreateDependenciesContext): Promise<RawProjectGraphDependency[]> {
+  const opts = normalizeOptions(rawOptions);
+  const ws = context.workspaceRoot;
+  const byRoot = new Map<string, string>();
+  for (const [name, p] of Object.entries(context.projects)) byRoot.set(p.root, name);
+  const known = (project: string, file: string): boolean => (context.fileMap.projectFileMap[project] ?? []).some((f) => f.file === file);
+  const deps: RawProjectGraphDependency[] = [];
+  const bases = [...new Set(Object.values(context.projects).filter((p) => p.tags?.includes('osv:image')).map((p) => p.root))];
+  for (const base of bases) {
+    const d = described.get(base) ?? (await describe(base, opts, ws));
+    const projectOf = new Map<string, string>();
+    for (const m of d.modules) {
+      const root = relative(ws, m.dir);
+      const name = root ? byRoot.get(root) : undefined;
+      if (name) projectOf.set(m.name, name);
+    }
+    for (const m of d.modules) {
+      const source = projectOf.get(m.name);
+      if (!source) continue;
+      const file = relative(ws, path.join(m.dir, 'module.py'));
+      for (const r of m.requires) {
+        const target = projectOf.get(r);
+        if (!target || target === source) continue;
+        deps.push(edge(source, target, file, file !== undefined && known(source, file)));
+      }
+    }
+    const imageProject = byRoot.get(base);
+    if (!imageProject) continue;
+    const img = d.images[0];
+    if (!img) continue;
+    const file = img.imageConfig ? relative(ws, img.imageConfig) : undefined;
+    for (const n of img.modules) {
+      const target = projectOf.get(n);
+      if (!target) continue;
+      deps.push(edge(imageProject, target, file, file !== undefined && known(imageProject, file)));
+    }
+  }
+  described.clear();
+  return deps;
+}
