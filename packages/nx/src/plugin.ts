@@ -109,9 +109,24 @@ function imageOutputs(buildPathRel: string | undefined, words: readonly string[]
   return out;
 }
 
+/** Words that select or package the image, not how modules build: module targets leave them out. */
+const IMAGE_ONLY_WORDS = new Set(['image', 'modules', 'usrskel', 'export', 'export_dir', 'oci']);
+
+/**
+ * The words a module target builds with: the image's words that reach make (fs=, mode=, arch=,
+ * NAME=value), so a module built on its own gets the same cache key as inside the image build.
+ */
+function moduleWords(imageWords: readonly string[]): string[] {
+  return imageWords.filter((w) => {
+    const eq = w.indexOf('=');
+    return eq > 0 && !w.startsWith('-') && !IMAGE_ONLY_WORDS.has(w.slice(0, eq));
+  });
+}
+
 function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, workspaceRoot: string, bases: number): Record<string, ProjectConfiguration> {
   const projects: Record<string, ProjectConfiguration> = {};
   const moduleOutputGlobs = new Map<string, string[]>();
+  const words = moduleWords(d.images[0]?.words ?? []);
   for (const m of d.modules) {
     const root = relative(workspaceRoot, m.dir);
     if (!root || root === base || root === '.') continue; // outside the workspace, or the base itself
@@ -119,7 +134,7 @@ function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, w
     moduleOutputGlobs.set(m.name, outputs.map((o) => `{workspaceRoot}/${root}/${o}`));
     const build: TargetConfiguration = {
       executor: `${PLUGIN_NAME}:module`,
-      options: { osvBase: base, module: m.name },
+      options: { osvBase: base, module: m.name, ...(words.length ? { words } : {}) },
       cache: true,
       dependsOn: [`^${opts.buildTargetName}`],
       inputs: ['osvModule', '^osvModule', ...envInputs()],

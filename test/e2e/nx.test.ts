@@ -1,0 +1,183 @@
+/**
+ * End-to-end: the real nx (the pinned 22.7) in a temp workspace that installs the packed
+ * packages, on a copy of examples/osv, with real make, gcc and python3; NX_DAEMON=false.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error -- plain ESM helper shared with the benchmark
+import { createNxWorkspace, git, nx, packPackages } from '../../tools/nxws/workspace.mjs';
+import { REPO, copyTree, makeWrapper, readMakeLog, tempDir } from '../helpers/cli.js';
+
+interface NxRun {
+  status: number;
+  stdout: string;
+  stderr: string;
+  output: string;
+}
+type NxFn = (dir: string, args: string[], env?: Record<string, string | undefined>) => NxRun;
+const runNx = nx as NxFn;
+
+interface GraphFile {
+  graph: {
+    nodes: Record<string, { name: string; type: string; data: { root: string; targets: Record<string, { executor: string; inputs?: unknown[]; outputs?: string[] }> } }>;
+    dependencies: Record<string, Array<{ source: string; target: string; type: string }>>;
+  };
+}
+
+const root = tempDir('osvb-nx-e2e-');
+const ws = path.join(root, 'ws');
+const base = path.join(ws, 'osv');
+const makeLog = path.join(root, 'make.log');
+let wrapperPath = '';
+
+function run(args: string[], env: Record<string, string | undefined> = {}): NxRun {
+  return runNx(ws, args, { PATH: `${wrapperPath}:${process.env['PATH'] ?? ''}`, ...env });
+}
+
+function makesSince(n: number): string[] {
+  return readMakeLog(makeLog)
+    .slice(n)
+    .map((c) => path.relative(base, c.cwd));
+}
+
+beforeAll(() => {
+  const packs = (packPackages as (d: string) => Record<string, string>)(path.join(root, 'packs'));
+  createNxWorkspace(ws, packs);
+  copyTree(path.join(REPO, 'examples/osv'), base);
+  for (const junk of ['build', '.osvb']) fs.rmSync(path.join(base, junk), { recursive: true, force: true });
+  for (const so of ['modules/libgreet/libgreet.so', 'apps/hello/hello.so']) fs.rmSync(path.join(base, so), { force: true });
+  wrapperPath = makeWrapper(root, makeLog);
+  git(ws, ['init', '-q']);
+  git(ws, ['add', '-A']);
+  git(ws, ['commit', '-qm', 'workspace']);
+}, 300_000);
+
+afterAll(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('@osv-build/nx in a real Nx workspace', () => {
+  it('the init generator registers the plugin in nx.json, once', () => {
+    const first = run(['g', '@osv-build/nx:init', '--bases=osv', '--words=fs=rofs']);
+    expect(first.status, first.output).toBe(0);
+    const again = run(['g', '@osv-build/nx:init', '--bases=osv']);
+    expect(again.status, again.output).toBe(0);
+    const nxJson = JSON.parse(fs.readFileSync(path.join(ws, 'nx.json'), 'utf8')) as { plugins: unknown[] };
+    expect(nxJson.plugins).toEqual([{ plugin: '@osv-build/nx', options: { bases: ['osv'], images: { image: { words: ['fs=rofs'] } } } }]);
+    git(ws, ['commit', '-qam', 'register @osv-build/nx']);
+  });
+
+  it('nx graph lists every module project, the image project and the require edges', () => {
+    const res = run(['graph', '--file=graph.json']);
+    expect(res.status, res.output).toBe(0);
+    const { graph } = JSON.parse(fs.readFileSync(path.join(ws, 'graph.json'), 'utf8')) as GraphFile;
+    fs.rmSync(path.join(ws, 'graph.json'));
+    const modules = ['banner', 'greeter-java', 'hello', 'java', 'java-base', 'libgreet', 'toolbox', 'webdocs'];
+    for (const m of modules) {
+      expect(graph.nodes[m]?.data.targets['build']?.executor).toBe('@osv-build/nx:module');
+    }
+    expect(graph.nodes['libgreet']?.data.root).toBe('osv/modules/libgreet');
+    expect(graph.nodes['image']?.data.root).toBe('osv');
+    expect(graph.nodes['image']?.data.targets['build']?.executor).toBe('@osv-build/nx:image');
+    const edges = (name: string): string[] => (graph.dependencies[name] ?? []).map((d) => d.target).sort();
+    expect(edges('hello')).toEqual(['libgreet']);
+    expect(edges('banner')).toEqual(['hello']);
+    expect(edges('java')).toEqual(['java-base']);
+    expect(edges('greeter-java')).toEqual(['java']);
+    expect(edges('libgreet')).toEqual([]);
+    expect(edges('image')).toEqual(modules);
+    // require edges are file-based: they come from module.py.
+    expect(graph.dependencies['hello']?.[0]?.type).toBe('static');
+    // The module's outputs come from its .gitignore.
+    expect(graph.nodes['libgreet']?.data.targets['build']?.outputs).toContain('{projectRoot}/**/libgreet.so');
+  });
+
+  it('nx run image:build builds the image; a second run is an Nx cache hit', () => {
+    const before = readMakeLog(makeLog).length;
+    const first = run(['run', 'image:build']);
+    expect(first.status, first.output).toBe(0);
+    expect(makesSince(before).sort()).toEqual(['apps/hello', 'modules/libgreet']);
+    for (const f of ['usr.manifest', 'bootfs.manifest', 'cmdline', 'rofs.img']) expect(fs.existsSync(path.join(base, 'build/release', f)), f).toBe(true);
+    const usr = fs.readFileSync(path.join(base, 'build/release/usr.manifest'), 'utf8');
+
+    const second = run(['run', 'image:build']);
+    expect(second.status, second.output).toBe(0);
+    expect(second.output).toMatch(/read the output from the cache/);
+    expect(second.output).toMatch(/\[local cache\]|existing outputs match the cache/);
+    expect(readMakeLog(makeLog).length).toBe(before + 2);
+    expect(fs.readFileSync(path.join(base, 'build/release/usr.manifest'), 'utf8')).toBe(usr);
+  });
+
+  it("after one module's source changes, image:build reruns and the engine rebuilds only that module", () => {
+    fs.appendFileSync(path.join(base, 'apps/hello/hello.c'), '\n/* edited */\n');
+    const before = readMakeLog(makeLog).length;
+    const res = run(['run', 'image:build']);
+    expect(res.status, res.output).toBe(0);
+    expect(res.output).not.toMatch(/read the output from the cache/);
+    expect(res.output).toMatch(/built hello/);
+    expect(res.output).not.toMatch(/built libgreet/);
+    expect(makesSince(before)).toEqual(['apps/hello']);
+    git(ws, ['commit', '-qam', 'edit hello']);
+  });
+
+  it('a module target builds that module (after what it requires) and shares the engine cache with the image', () => {
+    const before = readMakeLog(makeLog).length;
+    const res = run(['run', 'hello:build']);
+    expect(res.status, res.output).toBe(0);
+    expect(res.output).toMatch(/libgreet:build/);
+    // Same words reach make as in the image build (fs=rofs): nothing to rebuild.
+    expect(makesSince(before)).toEqual([]);
+  });
+
+  it('nx affected selects the changed module, its dependents and the image', () => {
+    const rev = git(ws, ['rev-parse', 'HEAD']).trim();
+    fs.appendFileSync(path.join(base, 'modules/libgreet/greet.c'), '\n/* changed */\n');
+    git(ws, ['commit', '-qam', 'change libgreet']);
+    const res = run(['affected', '-t', 'build', `--base=${rev}`, '--graph=tasks.json']);
+    expect(res.status, res.output).toBe(0);
+    const tasks = JSON.parse(fs.readFileSync(path.join(ws, 'tasks.json'), 'utf8')) as { tasks: { tasks: Record<string, unknown> } };
+    fs.rmSync(path.join(ws, 'tasks.json'));
+    expect(Object.keys(tasks.tasks.tasks).sort()).toEqual(['banner:build', 'hello:build', 'image:build', 'libgreet:build']);
+
+    const before = readMakeLog(makeLog).length;
+    const built = run(['affected', '-t', 'build', `--base=${rev}`]);
+    expect(built.status, built.output).toBe(0);
+    expect(makesSince(before).sort()).toEqual(['apps/hello', 'modules/libgreet']);
+  });
+
+  it('an executor option that is not in its schema is rejected by Nx', () => {
+    const res = run(['run', 'image:build', '--wordz=fs=zfs']);
+    expect(res.status).not.toBe(0);
+    expect(res.output).toMatch(/'wordz' is not found in schema/);
+  });
+
+  it('a misspelt plugin option in nx.json is named in the error', () => {
+    const file = path.join(ws, 'nx.json');
+    const good = fs.readFileSync(file, 'utf8');
+    try {
+      const cfg = JSON.parse(good) as { plugins: Array<{ options: Record<string, unknown> }> };
+      (cfg.plugins[0] as { options: Record<string, unknown> }).options['base'] = ['osv'];
+      fs.writeFileSync(file, JSON.stringify(cfg, null, 2));
+      const res = run(['show', 'projects']);
+      expect(res.status).not.toBe(0);
+      expect(res.output).toMatch(/unknown option "base" \(known: bases, /);
+    } finally {
+      fs.writeFileSync(file, good);
+    }
+  });
+
+  it('a broken config.json fails the graph with the file and line', () => {
+    const file = path.join(base, 'config.json');
+    const good = fs.readFileSync(file, 'utf8');
+    try {
+      fs.writeFileSync(file, good.replace('"repositories"', '"repositories" "oops"'));
+      const res = run(['show', 'projects']);
+      expect(res.status).not.toBe(0);
+      expect(res.output).toMatch(/config\.json:\d+/);
+      expect(res.output).toMatch(/OSVB_CONFIG_SYNTAX/);
+    } finally {
+      fs.writeFileSync(file, good);
+    }
+  });
+});
