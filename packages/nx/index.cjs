@@ -2,7 +2,7 @@
 // implementation is ESM (as the engine) and loaded on first use.
 'use strict';
 let impl;
-const load = () => (impl ??= import('./dist/plugin.js'));
+const load = () => (impl ??= import('./dist/plugin.bundle.mjs'));
 
 const createNodes = [
   '**/config.json',

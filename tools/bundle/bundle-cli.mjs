@@ -1,4 +1,6 @@
-// Bundles the osvb CLI (and the engine it uses) into one ESM file, packages/cli/dist/osvb.mjs.
+// Bundles the osvb CLI (and the engine it uses) into one ESM file, packages/cli/dist/osvb.mjs,
+// and the Nx plugin's graph code into packages/nx/dist/plugin.bundle.mjs (Nx loads it on every
+// project graph computation without the daemon, so its start-up counts the same way).
 // Why: a no-op build is dominated by Node's start-up, and loading ~60 small modules costs
 // more than the build's own work; one file loads in a fraction of that. Dependencies that
 // only the slow paths need (execa, jsonc-parser, ajv) stay external and load on first use.
@@ -15,6 +17,19 @@ await build({
   format: 'esm',
   target: 'node20',
   external: ['execa', 'jsonc-parser', 'ajv'],
+  banner: { js: "import { createRequire as __osvbCreateRequire } from 'node:module'; const require = __osvbCreateRequire(import.meta.url);" },
+  logLevel: 'warning',
+  sourcemap: 'linked',
+});
+
+await build({
+  entryPoints: [path.join(root, 'packages/nx/dist/plugin.js')],
+  outfile: path.join(root, 'packages/nx/dist/plugin.bundle.mjs'),
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  external: ['execa', 'jsonc-parser', 'ajv', '@nx/devkit', 'nx'],
   banner: { js: "import { createRequire as __osvbCreateRequire } from 'node:module'; const require = __osvbCreateRequire(import.meta.url);" },
   logLevel: 'warning',
   sourcemap: 'linked',

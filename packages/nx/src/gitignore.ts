@@ -39,7 +39,10 @@ export function moduleOutputs(dir: string, produced: readonly string[]): ModuleO
     /* no .gitignore */
   }
   const globs = gitignoreGlobs(text);
-  const ig = ignore().add(text);
-  const unignored = produced.filter((p) => !ig.ignores(p)).sort();
+  // Most produced files are named literally in .gitignore: tell those without building a matcher.
+  const literal = new Set(globs.filter((g) => !/[*?[\\]/.test(g.replace(/^\*\*\//, ''))));
+  const plainlyIgnored = (p: string): boolean => literal.has(p) || literal.has(`**/${p.slice(p.lastIndexOf('/') + 1)}`);
+  let ig: ReturnType<typeof ignore> | undefined;
+  const unignored = produced.filter((p) => !plainlyIgnored(p) && !(ig ??= ignore().add(text)).ignores(p)).sort();
   return { outputs: [...globs, ...unignored], unignored };
 }

@@ -158,12 +158,19 @@ export interface Evaluated {
 }
 
 /** Evaluate the image spec: from the cache while nothing it looked at changed, else with python3. */
-export async function evaluateCached(resolved: ResolvedBuild, cache: LocalCache, statCache: StatCache, reporter: Reporter): Promise<Evaluated> {
+export async function evaluateCached(
+  resolved: ResolvedBuild,
+  cache: LocalCache,
+  statCache: StatCache,
+  reporter: Reporter,
+  /** How to tell a stale record (default: staleRead); describeBase shares one memo across records. */
+  stale: (reads: RecordedReads) => string | undefined = (reads) => staleRead(reads, resolved.env, statCache),
+): Promise<Evaluated> {
   const key = evalCacheKey({ engine: ENGINE_VERSION, osvBase: resolved.osvBase, buildPath: resolved.buildPath, spec: resolved.words.spec, python: resolved.python });
   const rec = loadEvalRecord(cache, key);
   let reason: string | undefined;
   if (rec) {
-    reason = staleRead(rec.reads, resolved.env, statCache);
+    reason = stale(rec.reads);
     if (!reason) return { evaluation: rec.result, selected: rec.selected, cached: true, reads: rec.reads };
   }
   const startedAt = Date.now();

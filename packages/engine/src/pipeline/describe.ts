@@ -21,7 +21,7 @@ import { writeFileAtomic } from '../fsutil/index.js';
 import { ENGINE_VERSION } from '../version.js';
 import type { Reporter } from '../report/index.js';
 import { evaluateCached, resolveBuild, type BuildOptions, type ResolvedBuild } from './build.js';
-import { recordReads, staleChecker, type RecordedReads } from './evalCache.js';
+import { flattenReads, readHolds, recordReads, type ReadEntry, type RecordedReads } from './evalCache.js';
 import { BuildState } from './state.js';
 
 export interface DescribeOptions {
@@ -67,19 +67,21 @@ export interface BaseDescription {
   evaluated: number;
 }
 
-const DESCRIBE_FORMAT = 'osvb-describe-1';
+const DESCRIBE_FORMAT = 'osvb-describe-2';
 /** Files whose presence makes a directory a module worth showing. */
 const MODULE_MARKERS = ['module.py', 'Makefile', 'usr.manifest', 'bootfs.manifest'];
 
-interface StoredModule {
+interface ModuleRecord<R> {
   dir: string;
   hasModulePy: boolean;
   hasMakefile: boolean;
   requires: string[];
   error?: string;
-  reads: RecordedReads | null;
+  /** What its evaluation read (null: evaluate again next time). */
+  reads: R | null;
 }
 
+/** On disk each module's reads are indexes into one shared table: modules share most reads (config, required module.py files). */
 interface StoredDescription {
   format: typeof DESCRIBE_FORMAT;
   engine: string;
@@ -87,7 +89,31 @@ interface StoredDescription {
   /** config files → digest; directories → stat signature. */
   configFiles: Array<[string, string | null]>;
   dirs: Array<[string, string | null]>;
-  modules: Record<string, StoredModule>;
+  table: ReadEntry[];
+  modules: Record<string, ModuleRecord<number[]>>;
+}
+
+/** A module being described: new reads as entries, or reused ones as indexes into the stored table. */
+type WorkingModule = ModuleRecord<ReadEntry[]> & { storedReads?: number[] };
+
+function toStored(modules: Record<string, WorkingModule>, oldTable: readonly ReadEntry[]): { table: ReadEntry[]; modules: Record<string, ModuleRecord<number[]>> } {
+  const table: ReadEntry[] = [];
+  const index = new Map<string, number>();
+  const out: Record<string, ModuleRecord<number[]>> = {};
+  for (const [name, { storedReads, ...m }] of Object.entries(modules)) {
+    const entries = storedReads ? storedReads.map((i) => oldTable[i] as ReadEntry) : m.reads;
+    const reads = entries?.map((e) => {
+      const k = `${e[0]}\0${e[1]}`;
+      let i = index.get(k);
+      if (i === undefined) {
+        i = table.push(e) - 1;
+        index.set(k, i);
+      } else table[i] = e; // the newest reading wins (an older record naming it was stale)
+      return i;
+    });
+    out[name] = { ...m, reads: reads ?? null };
+  }
+  return { table, modules: out };
 }
 
 function readStored(file: string): StoredDescription | undefined {
@@ -169,29 +195,49 @@ export async function describeBase(opts: DescribeOptions): Promise<BaseDescripti
   const file = path.join(resolved.cacheDir, 'describe.json');
   const key = `${resolved.osvBase}\0${resolved.buildPath}\0${resolved.python}`;
   const stored = readStored(file);
-  const check = staleChecker(resolved.env, statCache);
+  // Each distinct read is checked once however many records name it.
+  const memo = new Map<string, boolean>();
+  const holds = (e: ReadEntry): boolean => {
+    const k = `${e[0]}\0${e[1]}\0${e[2]}`;
+    let v = memo.get(k);
+    if (v === undefined) {
+      v = readHolds(e, resolved.env, statCache);
+      memo.set(k, v);
+    }
+    return v;
+  };
+  const staleOf = (rec: RecordedReads): string | undefined => {
+    for (const e of flattenReads(rec)) if (!holds(e)) return `${e[1]} changed`;
+    return undefined;
+  };
+  // The stored table's entries, checked once each (0 unknown, 1 holds, 2 does not).
+  const tableState = new Uint8Array(stored?.table?.length ?? 0);
+  const storedValid = (m: ModuleRecord<number[]>, table: readonly ReadEntry[]): boolean =>
+    m.reads !== null &&
+    m.reads.every((i) => {
+      if (tableState[i] === 0) tableState[i] = table[i] !== undefined && holds(table[i] as ReadEntry) ? 1 : 2;
+      return tableState[i] === 1;
+    });
+  const fromStored = (m: ModuleRecord<number[]>): WorkingModule => ({ ...m, reads: null, ...(m.reads ? { storedReads: m.reads } : {}) });
 
   let prev: StoredDescription | undefined =
-    stored && stored.format === DESCRIBE_FORMAT && stored.engine === ENGINE_VERSION && stored.key === key ? stored : undefined;
+    stored && stored.format === DESCRIBE_FORMAT && stored.engine === ENGINE_VERSION && stored.key === key && Array.isArray(stored.table) ? stored : undefined;
   // The module set holds while the config files and every directory looked at are unchanged.
-  if (prev) {
-    const configSame = prev.configFiles.every(([f, d]) => check({ files: [[f, d]], dirs: [], stats: [], env: [], envAll: null }) === undefined);
-    const dirsSame = configSame && prev.dirs.every(([d, sig]) => dirSignature(d) === sig);
-    if (!dirsSame) prev = undefined;
-  }
+  if (prev && !(prev.configFiles.every(([f, d]) => holds(['f', f, d])) && prev.dirs.every(([d, sig]) => dirSignature(d) === sig))) prev = undefined;
 
-  let modules: Record<string, StoredModule>;
+
+  let modules: Record<string, WorkingModule> = {};
   let configFiles: Array<[string, string | null]>;
   let dirs: Array<[string, string | null]>;
   let evaluated = 0;
   let config: OsvConfig | undefined;
   const stale: Candidate[] = [];
   if (prev) {
-    modules = prev.modules;
     configFiles = prev.configFiles;
     dirs = prev.dirs;
-    for (const [name, m] of Object.entries(modules)) {
-      if (m.hasModulePy && (!m.reads || check(m.reads) !== undefined)) stale.push({ name, dir: m.dir });
+    for (const [name, m] of Object.entries(prev.modules)) {
+      modules[name] = fromStored(m);
+      if (m.hasModulePy && !storedValid(m, prev.table)) stale.push({ name, dir: m.dir });
     }
   } else {
     config = loadOsvConfig({ osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env });
@@ -200,13 +246,14 @@ export async function describeBase(opts: DescribeOptions): Promise<BaseDescripti
     dirs = [...looked].sort().map((d) => [d, dirSignature(d)]);
     const rec = recordReads({ files: [], dirs: [], stats: [], env: [], envAll: false, uncacheable: [] }, { files: config.files, probes: [], env: [] }, resolved.env, statCache, Infinity);
     configFiles = 'uncacheable' in rec ? [] : rec.files;
+    const usable = stored && stored.format === DESCRIBE_FORMAT && stored.engine === ENGINE_VERSION && stored.key === key && Array.isArray(stored.table) ? stored : undefined;
     modules = {};
     for (const c of candidates) {
-      const old = stored?.modules?.[c.name];
+      const old = usable?.modules[c.name];
       const hasModulePy = fs.existsSync(path.join(c.dir, 'module.py'));
       const hasMakefile = fs.existsSync(path.join(c.dir, 'Makefile'));
-      const reusable = old && old.dir === c.dir && old.hasModulePy === hasModulePy && old.reads && stored?.engine === ENGINE_VERSION && stored.key === key && check(old.reads) === undefined;
-      modules[c.name] = reusable ? { ...old, hasMakefile } : { dir: c.dir, hasModulePy, hasMakefile, requires: [], reads: null };
+      const reusable = usable && old && old.dir === c.dir && old.hasModulePy === hasModulePy && storedValid(old, usable.table);
+      modules[c.name] = reusable ? { ...fromStored(old), hasMakefile } : { dir: c.dir, hasModulePy, hasMakefile, requires: [], reads: null };
       if (hasModulePy && !reusable) stale.push(c);
     }
   }
@@ -218,7 +265,7 @@ export async function describeBase(opts: DescribeOptions): Promise<BaseDescripti
   }
 
   if (!prev || stale.length > 0) {
-    const out: StoredDescription = { format: DESCRIBE_FORMAT, engine: ENGINE_VERSION, key, configFiles, dirs, modules };
+    const out: StoredDescription = { format: DESCRIBE_FORMAT, engine: ENGINE_VERSION, key, configFiles, dirs, ...toStored(modules, stored?.table ?? []) };
     try {
       writeFileAtomic(file, JSON.stringify(out));
     } catch (e) {
@@ -227,7 +274,7 @@ export async function describeBase(opts: DescribeOptions): Promise<BaseDescripti
   }
   statCache.save();
 
-  const state = new BuildState(resolved.cacheDir, resolved.osvBase);
+  const produced = BuildState.readOutputs(resolved.cacheDir, resolved.osvBase);
   const names = new Set(Object.keys(modules));
   const described: ModuleDescription[] = Object.entries(modules)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -237,12 +284,12 @@ export async function describeBase(opts: DescribeOptions): Promise<BaseDescripti
       requires: m.requires.filter((r) => names.has(r) && r !== name),
       hasModulePy: m.hasModulePy,
       hasMakefile: m.hasMakefile,
-      outputs: state.get(name)?.outputs ?? [],
+      outputs: produced[name] ?? [],
       ...(m.error ? { error: m.error } : {}),
     }));
 
   const images: ImageDescription[] = [];
-  for (const img of opts.images ?? []) images.push(await describeImage(img, opts, statCache, reporter));
+  for (const img of opts.images ?? []) images.push(await describeImage(img, opts, statCache, reporter, staleOf));
   statCache.save();
   return { osvBase: resolved.osvBase, cacheDir: resolved.cacheDir, modules: described, images, evaluated };
 }
@@ -250,7 +297,7 @@ export async function describeBase(opts: DescribeOptions): Promise<BaseDescripti
 /** Evaluate each stale module on its own (`image=!name`), all in one python3 process. */
 async function evaluateModules(
   stale: readonly Candidate[],
-  modules: Record<string, StoredModule>,
+  modules: Record<string, WorkingModule>,
   config: OsvConfig,
   resolved: ResolvedBuild,
   statCache: StatCache,
@@ -266,7 +313,7 @@ async function evaluateModules(
       const probes: Array<[string, boolean]> = [];
       const startedAt = Date.now();
       const spec = parseImageSpec(`!${c.name}`, { imageConfigFor: () => undefined, defaults: undefined });
-      const entry = modules[c.name] as StoredModule;
+      const entry = modules[c.name] as WorkingModule;
       try {
         const ev = await worker.evaluate(
           { osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, spec: spec.spec },
@@ -284,15 +331,17 @@ async function evaluateModules(
         const self = ev.modules.find((m) => m.name === c.name);
         entry.requires = self?.requires ?? [];
         delete entry.error;
+        delete entry.storedReads;
         const recorded = ev.reads ? recordReads(ev.reads, { files: config.files, probes, env: [...config.variables, 'OSV_BASE', 'OSV_BUILD_PATH'] }, resolved.env, statCache, startedAt) : undefined;
-        entry.reads = recorded && !('uncacheable' in recorded) ? recorded : null;
+        entry.reads = recorded && !('uncacheable' in recorded) ? flattenReads(recorded) : null;
       } catch (e) {
         entry.requires = [];
         entry.error = errorText(e);
+        delete entry.storedReads;
         // Evaluated again once its module.py (or the config) changes.
         const files = [path.join(c.dir, 'module.py'), ...config.files];
         const rec = recordReads({ files, dirs: [], stats: [], env: [], envAll: false, uncacheable: [] }, { files: [], probes, env: [] }, resolved.env, statCache, Infinity);
-        entry.reads = 'uncacheable' in rec ? null : rec;
+        entry.reads = 'uncacheable' in rec ? null : flattenReads(rec);
       }
     }
   } finally {
@@ -300,7 +349,13 @@ async function evaluateModules(
   }
 }
 
-async function describeImage(img: { name: string; words: readonly string[] }, opts: DescribeOptions, statCache: StatCache, reporter: Reporter): Promise<ImageDescription> {
+async function describeImage(
+  img: { name: string; words: readonly string[] },
+  opts: DescribeOptions,
+  statCache: StatCache,
+  reporter: Reporter,
+  staleOf: (rec: RecordedReads) => string | undefined,
+): Promise<ImageDescription> {
   const words = [...img.words];
   let resolved: ResolvedBuild | undefined;
   try {
@@ -313,7 +368,7 @@ async function describeImage(img: { name: string; words: readonly string[] }, op
       reporter,
     });
     const r = resolved;
-    const ev = await evaluateCached(r, new LocalCache(r.cacheDir), statCache, reporter);
+    const ev = await evaluateCached(r, new LocalCache(r.cacheDir), statCache, reporter, staleOf);
     const name = r.words.spec.startsWith('!') ? r.words.spec.slice(1) : r.words.spec;
     const imageConfig = path.join(r.osvBase, 'images', `${name}.py`);
     const selected = r.words.noRequired ? ev.evaluation.modules.filter((m) => ev.selected.includes(m.name)) : ev.evaluation.modules;

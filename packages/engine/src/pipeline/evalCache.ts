@@ -130,6 +130,39 @@ export function staleChecker(env: Readonly<Record<string, string>>, statCache: S
   };
 }
 
+/**
+ * One recorded read as a flat entry — file digest, directory listing, path kind, variable, or
+ * the whole environment — so many records can share one table of distinct reads.
+ */
+export type ReadEntry = ['f' | 'd' | 's' | 'e' | 'a', string, string | null];
+
+export function flattenReads(rec: RecordedReads): ReadEntry[] {
+  return [
+    ...rec.files.map(([p, d]): ReadEntry => ['f', p, d]),
+    ...rec.dirs.map(([p, d]): ReadEntry => ['d', p, d]),
+    ...rec.stats.map(([k, kind]): ReadEntry => ['s', k, kind]),
+    ...rec.env.map(([n, v]): ReadEntry => ['e', n, v]),
+    ...(rec.envAll !== null ? [['a', '', rec.envAll] as ReadEntry] : []),
+  ];
+}
+
+/** Whether a flat read still holds. */
+export function readHolds(entry: ReadEntry, env: Readonly<Record<string, string>>, statCache: StatCache): boolean {
+  const [kind, key, value] = entry;
+  switch (kind) {
+    case 'f':
+      return fileDigest(statCache, key) === value;
+    case 'd':
+      return listingDigest(key) === value;
+    case 's':
+      return kindOf(key.slice(2), key.startsWith('S:')) === value;
+    case 'e':
+      return (env[key] ?? null) === value;
+    case 'a':
+      return envDigest(env) === value;
+  }
+}
+
 export function evalCacheKey(parts: { engine: string; osvBase: string; buildPath: string; spec: string; python: string }): Digest {
   return digestString(canonicalJson(parts));
 }

@@ -67,9 +67,31 @@ export class BuildState {
     for (const [k, v] of this.changed) current.modules[k] = v;
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
     writeFileAtomic(this.file, JSON.stringify(current));
+    // A small index of what each module produced, for readers that need only that (describeBase).
+    const outputs: Record<string, string[]> = {};
+    for (const [k, v] of Object.entries(current.modules)) outputs[k] = v.outputs;
+    writeFileAtomic(outputsFileOf(this.file), JSON.stringify({ v: 1, outputs }));
     this.data = current;
     this.changed.clear();
   }
+
+  /** Each module's outputs from its last build here, without reading the whole state. */
+  static readOutputs(cacheDir: string, osvBase: string): Record<string, string[]> {
+    const file = path.join(cacheDir, 'state', `${digestString(osvBase)}.json`);
+    try {
+      const d = JSON.parse(fs.readFileSync(outputsFileOf(file), 'utf8')) as { v: number; outputs: Record<string, string[]> };
+      if (d.v === 1 && d.outputs && typeof d.outputs === 'object') return d.outputs;
+    } catch {
+      /* missing (written by an older osvb): read the state itself */
+    }
+    const out: Record<string, string[]> = {};
+    for (const [k, v] of Object.entries(new BuildState(cacheDir, osvBase).data.modules)) out[k] = v.outputs;
+    return out;
+  }
+}
+
+function outputsFileOf(stateFile: string): string {
+  return stateFile.replace(/\.json$/, '.outputs.json');
 }
 
 const RACY_MS = 2000;

@@ -1,0 +1,165 @@
+#!/usr/bin/env node
+// Nx plugin benchmark, in a throw-away Nx workspace that installs the packed packages
+// (tools/nxws/workspace.mjs) around a generated OSv base of N modules (tools/gen-tree).
+//
+//   node tools/bench/nx.mjs [--modules 500] [--runs 5] [--work DIR] [--keep] [--json]
+//
+// 1. createNodes + createDependencies, each run in a fresh node process that imports the
+//    installed plugin and calls both as Nx would (a file map of the workspace's module.py and
+//    image files is given to createDependencies): cold (no osv-build cache: every module.py
+//    evaluated) and warm (nothing changed). Includes loading the plugin and the engine.
+// 2. `nx run image:build` fully cached vs `nx run trivial:noop` (a cached `node -e 0` target of a
+//    one-file project in the same workspace), alternating, NX_DAEMON=false: both pay the same
+//    project graph computation; the difference is what the image task costs Nx when cached.
+// Medians of --runs runs. Needs `npm run build` first.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { generateTree } from '../gen-tree/gen-tree.mjs';
+import { REPO, createNxWorkspace, nx, packPackages } from '../nxws/workspace.mjs';
+
+function parseArgs(argv) {
+  const o = { modules: 500, runs: 5, work: undefined, keep: false, json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--modules') o.modules = Number(val());
+    else if (a === '--runs') o.runs = Number(val());
+    else if (a === '--work') o.work = val();
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--json') o.json = true;
+    else if (a === '-h' || a === '--help') {
+      console.log('usage: node tools/bench/nx.mjs [--modules 500] [--runs 5] [--work DIR] [--keep] [--json]');
+      process.exit(0);
+    } else throw new Error(`unknown option ${a}`);
+  }
+  if (!(o.runs >= 1) || !(o.modules >= 1)) throw new Error('--runs and --modules must be ≥ 1');
+  return o;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+if (!fs.existsSync(path.join(REPO, 'packages/nx/dist/plugin.js'))) {
+  console.error('run `npm run build` first (packages/nx/dist is missing)');
+  process.exit(2);
+}
+const log = (s) => process.stderr.write(s + '\n');
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const ms = (x) => `${x.toFixed(0)} ms`;
+
+const work = opts.work ?? fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-bench-nx-'));
+const ws = path.join(work, 'ws');
+log(`work dir ${work}; ${opts.modules} modules; runs ${opts.runs}`);
+
+// ---------------------------------------------------------------------------------------------
+// Workspace
+log('packing and installing …');
+createNxWorkspace(ws, packPackages(path.join(work, 'packs')));
+generateTree({ modules: opts.modules, out: path.join(ws, 'osv') });
+fs.mkdirSync(path.join(ws, 'trivial'), { recursive: true });
+fs.writeFileSync(path.join(ws, 'trivial/input.txt'), 'trivial\n');
+fs.writeFileSync(
+  path.join(ws, 'trivial/project.json'),
+  JSON.stringify({ name: 'trivial', targets: { noop: { command: 'node -e 0', cache: true, inputs: ['{projectRoot}/**/*'], outputs: [] } } }, null, 2),
+);
+const pluginOptions = { bases: ['osv'] };
+fs.writeFileSync(path.join(ws, 'nx.json'), JSON.stringify({ plugins: [{ plugin: '@osv-build/nx', options: pluginOptions }] }, null, 2));
+
+// ---------------------------------------------------------------------------------------------
+// 1. createNodes + createDependencies in a fresh process
+const probe = path.join(work, 'graph-probe.mjs');
+fs.writeFileSync(
+  probe,
+  `import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+const ws = process.argv[2];
+const options = JSON.parse(process.argv[3]);
+const t0 = performance.now();
+// What Nx loads: the package's entry, then its createNodes tuple and createDependencies.
+const plugin = createRequire(path.join(ws, 'package.json'))('@osv-build/nx');
+const t1 = performance.now();
+const ctx = { workspaceRoot: ws, nxJsonConfiguration: {} };
+const results = await plugin.createNodesV2[1](['osv/config.json'], options, ctx);
+const t2 = performance.now();
+// The file map Nx would pass: each project's module.py / images files.
+const projects = {};
+const projectFileMap = {};
+for (const [, r] of results) for (const p of Object.values(r.projects)) {
+  projects[p.name] = p;
+  const files = [];
+  for (const f of ['module.py', 'images/default.py']) if (fs.existsSync(path.join(ws, p.root, f))) files.push({ file: p.root + '/' + f, hash: '' });
+  projectFileMap[p.name] = files;
+}
+const t3 = performance.now();
+const deps = await plugin.createDependencies(options, { workspaceRoot: ws, projects, nxJsonConfiguration: {}, externalNodes: {}, fileMap: { nonProjectFiles: [], projectFileMap }, filesToProcess: { nonProjectFiles: [], projectFileMap: {} } });
+const t4 = performance.now();
+process.stdout.write(JSON.stringify({ load: t1 - t0, createNodes: t2 - t1, createDependencies: t4 - t3, total: t4 - t0 - (t3 - t2), projects: Object.keys(projects).length, deps: deps.length }));
+`,
+);
+function graphProbe() {
+  const r = spawnSync(process.execPath, [probe, ws, JSON.stringify(pluginOptions)], { encoding: 'utf8', env: { ...process.env, OSV_BASE: undefined, OSVB_CACHE_DIR: undefined } });
+  if (r.status !== 0) throw new Error(`graph probe failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+const cold = [];
+const warm = [];
+for (let i = 0; i < opts.runs; i++) {
+  fs.rmSync(path.join(ws, 'osv/.osvb'), { recursive: true, force: true });
+  cold.push(graphProbe());
+  warm.push(graphProbe());
+  log(`  graph run ${i + 1}/${opts.runs}: cold ${ms(cold.at(-1).total)}, warm ${ms(warm.at(-1).total)} (load ${ms(warm.at(-1).load)}, createNodes ${ms(warm.at(-1).createNodes)}, createDependencies ${ms(warm.at(-1).createDependencies)})`);
+}
+const pick = (rows, k) => median(rows.map((r) => r[k]));
+
+// ---------------------------------------------------------------------------------------------
+// 2. nx run image:build (cached) vs nx run trivial:noop (cached)
+log('first image build (not timed) …');
+const first = nx(ws, ['run', 'image:build']);
+if (first.status !== 0) throw new Error(`nx run image:build failed:\n${first.output}`);
+log(`  took ${(first.ms / 1000).toFixed(1)} s`);
+for (const args of [['run', 'image:build'], ['run', 'trivial:noop'], ['run', 'trivial:noop']]) {
+  const r = nx(ws, args);
+  if (r.status !== 0) throw new Error(`nx ${args.join(' ')} failed:\n${r.output}`);
+}
+const imageRuns = [];
+const trivialRuns = [];
+for (let i = 0; i < opts.runs; i++) {
+  const order = i % 2 ? ['trivial', 'image'] : ['image', 'trivial'];
+  for (const which of order) {
+    const r = nx(ws, ['run', which === 'image' ? 'image:build' : 'trivial:noop']);
+    if (r.status !== 0 || !/read the output from the cache/.test(r.output)) throw new Error(`${which} was not a cache hit:\n${r.output}`);
+    (which === 'image' ? imageRuns : trivialRuns).push(r.ms);
+  }
+  log(`  nx run ${i + 1}/${opts.runs}: image:build ${ms(imageRuns.at(-1))}, trivial:noop ${ms(trivialRuns.at(-1))}`);
+}
+
+const result = {
+  modules: opts.modules,
+  runs: opts.runs,
+  projects: warm[0].projects,
+  dependencies: warm[0].deps,
+  graphCold: { total: pick(cold, 'total'), load: pick(cold, 'load'), createNodes: pick(cold, 'createNodes'), createDependencies: pick(cold, 'createDependencies') },
+  graphWarm: { total: pick(warm, 'total'), load: pick(warm, 'load'), createNodes: pick(warm, 'createNodes'), createDependencies: pick(warm, 'createDependencies') },
+  nxRunImageCached: median(imageRuns),
+  nxRunTrivialCached: median(trivialRuns),
+};
+if (opts.json) console.log(JSON.stringify(result, null, 2));
+else {
+  console.log(`Nx plugin benchmark — ${opts.modules}-module OSv base, medians of ${opts.runs} runs, ${os.availableParallelism()} CPUs, node ${process.version}`);
+  console.log(`  projects ${result.projects}, dependencies ${result.dependencies}`);
+  const g = (x) => `${ms(x.total)} (load ${ms(x.load)}, createNodes ${ms(x.createNodes)}, createDependencies ${ms(x.createDependencies)})`;
+  console.log(`  createNodes + createDependencies, cold: ${g(result.graphCold)}`);
+  console.log(`  createNodes + createDependencies, warm: ${g(result.graphWarm)}   target ≤ 150 ms`);
+  console.log(`  nx run image:build (cached)  ${ms(result.nxRunImageCached)}`);
+  console.log(`  nx run trivial:noop (cached) ${ms(result.nxRunTrivialCached)}`);
+  console.log(`  image / trivial = ${(result.nxRunImageCached / result.nxRunTrivialCached).toFixed(2)}   target ≤ 1.10`);
+}
+if (!opts.keep && !opts.work) fs.rmSync(work, { recursive: true, force: true });
