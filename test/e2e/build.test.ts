@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO, copyTree, listFiles, makeWrapper, osvb, readMakeLog, tempDir, writeTree } from '../helpers/cli.js';
+import { copyExample, listFiles, makeWrapper, osvb, readMakeLog, tempDir, writeTree } from '../helpers/cli.js';
 
 const dirs: string[] = [];
 function scratch(): string {
@@ -37,7 +37,7 @@ function smallTree(extra: Record<string, string>): string {
 describe('osvb build on examples/osv (real make + gcc)', () => {
   const root = scratch();
   const base = path.join(root, 'osv');
-  copyTree(path.join(REPO, 'examples/osv'), base);
+  copyExample(base);
   const log = path.join(root, 'make.log');
   const wrapper = makeWrapper(root, log);
   const build = path.join(base, 'build/release');

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO, copyTree, listFiles, osvb, tempDir, writeTree } from '../helpers/cli.js';
+import { copyExample, listFiles, osvb, tempDir, writeTree } from '../helpers/cli.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -16,7 +16,7 @@ describe('images from osvb build', () => {
   const root = tempDir();
   dirs.push(root);
   const base = path.join(root, 'osv');
-  copyTree(path.join(REPO, 'examples/osv'), base);
+  copyExample(base);
   const build = path.join(base, 'build/release');
   const img = path.join(build, 'rofs.img');
 

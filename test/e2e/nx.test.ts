@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error -- plain ESM helper shared with the benchmark
 import { createNxWorkspace, git, nx, packPackages } from '../../tools/nxws/workspace.mjs';
-import { REPO, copyTree, makeWrapper, readMakeLog, tempDir } from '../helpers/cli.js';
+import { copyExample, makeWrapper, readMakeLog, tempDir } from '../helpers/cli.js';
 
 interface NxRun {
   status: number;
@@ -44,9 +44,7 @@ function makesSince(n: number): string[] {
 beforeAll(() => {
   const packs = (packPackages as (d: string) => Record<string, string>)(path.join(root, 'packs'));
   createNxWorkspace(ws, packs);
-  copyTree(path.join(REPO, 'examples/osv'), base);
-  for (const junk of ['build', '.osvb']) fs.rmSync(path.join(base, junk), { recursive: true, force: true });
-  for (const so of ['modules/libgreet/libgreet.so', 'apps/hello/hello.so']) fs.rmSync(path.join(base, so), { force: true });
+  copyExample(base);
   wrapperPath = makeWrapper(root, makeLog);
   git(ws, ['init', '-q']);
   git(ws, ['add', '-A']);

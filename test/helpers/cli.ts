@@ -1,4 +1,5 @@
 /** Test rig: real trees in temp dirs, the real osvb binary, a logging `make` wrapper on PATH. */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,6 +24,21 @@ export function writeTree(root: string, files: Record<string, string>): void {
 
 export function copyTree(src: string, dest: string): void {
   fs.cpSync(src, dest, { recursive: true, verbatimSymlinks: true });
+}
+
+/**
+ * Copy the bundled example as a fresh clone has it: the files git tracks or would track, not
+ * build outputs or the cache a local build left there.
+ */
+export function copyExample(dest: string): void {
+  const src = path.join(REPO, 'examples/osv');
+  const r = spawnSync('git', ['-C', src, 'ls-files', '-z', '--cached', '--others', '--exclude-standard', '.'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`git ls-files failed: ${r.stderr}`);
+  for (const rel of r.stdout.split('\0').filter(Boolean)) {
+    if (!fs.existsSync(path.join(src, rel))) continue; // deleted in the work tree
+    fs.mkdirSync(path.dirname(path.join(dest, rel)), { recursive: true });
+    fs.cpSync(path.join(src, rel), path.join(dest, rel), { verbatimSymlinks: true });
+  }
 }
 
 /**
