@@ -161,8 +161,8 @@ describe('OCI image layout', () => {
     const dir = path.join(root, 'image');
     const res = await writeOciLayout(dir, { layers, cmdline: '/tools/run --verbose "a b"', arch: 'x64' });
     expect(readJson(path.join(dir, 'oci-layout'))).toEqual({ imageLayoutVersion: '1.0.0' });
-    const index = readJson(path.join(dir, 'index.json')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
-    expect(index['mediaType']).toBe('application/vnd.oci.image.index.v1+json');
+    const index = readJson(path.join(dir, 'index.json')) as { mediaType: string; manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+    expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
     expect(index.manifests).toHaveLength(1);
     expect(index.manifests[0]?.digest).toBe(res.manifestDigest);
     expect(index.manifests[0]?.annotations).toEqual({ 'org.opencontainers.image.ref.name': 'latest' });
