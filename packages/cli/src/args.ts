@@ -23,6 +23,9 @@ export const BUILD_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** `osvb watch` takes the build options plus these. */
+export const WATCH_OPTIONS = { ...BUILD_OPTIONS, debounce: { type: 'string' } } as const;
+
 export interface ParsedBuildArgs {
   words: string[];
   osvBase: string | undefined;
@@ -37,9 +40,11 @@ export interface ParsedBuildArgs {
   ociDir: string | undefined;
   requireImage: boolean;
   help: boolean;
+  /** `osvb watch --debounce MS`. */
+  debounceMs: number | undefined;
 }
 
-export function parseBuildArgs(argv: readonly string[]): ParsedBuildArgs {
+export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watch' = 'build'): ParsedBuildArgs {
   const words: string[] = [];
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -53,11 +58,16 @@ export function parseBuildArgs(argv: readonly string[]): ParsedBuildArgs {
   }
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, options: BUILD_OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: rest, options: command === 'watch' ? WATCH_OPTIONS : BUILD_OPTIONS, allowPositionals: true, strict: true });
   } catch (e) {
     throw new OsvbError('OSVB_USAGE', (e as Error).message.replace(/\. To specify a positional.*$/s, ''), { hint: 'see osvb --help' });
   }
-  const v = parsed.values;
+  const v = parsed.values as typeof parsed.values & { debounce?: string };
+  let debounceMs: number | undefined;
+  if (v.debounce !== undefined) {
+    debounceMs = Number(v.debounce);
+    if (!Number.isInteger(debounceMs) || debounceMs < 0 || debounceMs > 60_000) throw new OsvbError('OSVB_USAGE', `--debounce ${v.debounce}: expected milliseconds, 0 to 60000`);
+  }
   const compat = v.compat ?? 'default';
   if (compat !== 'osv' && compat !== 'default') {
     throw new OsvbError('OSVB_USAGE', `--compat=${compat}: expected --compat=osv (or --compat=default)`);
@@ -79,6 +89,7 @@ export function parseBuildArgs(argv: readonly string[]): ParsedBuildArgs {
     ociDir: v.oci,
     requireImage: v['require-image'] ?? false,
     help: v.help ?? false,
+    debounceMs,
   };
 }
 

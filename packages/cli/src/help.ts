@@ -2,6 +2,7 @@ export const MAIN_HELP = `osvb — incremental, cached, parallel builds of OSv i
 
 Usage:
   osvb build [WORDS…] [OPTIONS]      build the modules of an image and write OSv's outputs
+  osvb watch [WORDS…] [OPTIONS]      build, then rebuild on every change (Ctrl-C to stop)
   osvb manifest [WORDS…] [OPTIONS]   build, then print the expanded guest → host list
   osvb explain MODULE [WORDS…]       why MODULE will be rebuilt or restored
   osvb cache stats|gc|clean|verify   inspect and trim the local cache
@@ -82,4 +83,20 @@ Commands:
                         corrupt ones (exit status 1 when any was found)
 
 The cache is $OSVB_CACHE_DIR, else <osv base>/.osvb/cache (--cache-dir overrides both).
+`;
+
+export const WATCH_HELP = `Usage: osvb watch [WORDS…] [OPTIONS]
+
+Builds like osvb build, then watches every input of the image — the selected modules'
+directories (minus .gitignored files and what their builds write), config.json and its
+includes, images/, the skeleton manifests, files module.py read and files manifests pull in
+from elsewhere — and rebuilds when one changes: the modules whose keys changed, their
+dependents, then the outputs and images (rofs.img, export=, oci= updated in place). Changes
+made during a build are taken by one follow-up build. A failed build is reported and watching
+goes on. One line per build on stdout; Ctrl-C stops (make is stopped, the cache stays valid).
+
+Words and options: as osvb build (see osvb build --help), plus
+  --debounce MS         quiet time after a change before building (default 50)
+  --json                one JSON event per line: engine events, {"type":"watch-build",…} per
+                        build, {"type":"watching",…} when ready
 `;

@@ -5,6 +5,7 @@ import { parseBuildArgs, type ParsedBuildArgs } from './args.js';
 import { runCache, runExplain } from './commands.js';
 import { runImageCommand } from './imagecmds.js';
 import { runRofs } from './rofs.js';
+import { runWatch } from './watchcmd.js';
 import { BUILD_HELP, MAIN_HELP } from './help.js';
 
 
@@ -87,6 +88,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runBuild(rest, false);
       case 'manifest':
         return await runBuild(rest, true);
+      case 'watch':
+        return await runWatch(rest);
       case 'explain':
         return await runExplain(rest);
       case 'cache':
@@ -97,7 +100,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'rofs':
         return await runRofs(rest);
       default:
-        throw new OsvbError('OSVB_USAGE', `unknown command "${cmd}"`, { hint: 'commands: build, manifest; see osvb --help' });
+        throw new OsvbError('OSVB_USAGE', `unknown command "${cmd}"`, { hint: 'commands: build, watch, manifest, explain, cache, rofs, bootfs, export; see osvb --help' });
     }
   } catch (e) {
     const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });

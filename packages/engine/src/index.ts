@@ -12,4 +12,5 @@ export * from './report/index.js';
 export * from './hash/index.js';
 export * from './cache/index.js';
 export * from './pipeline/index.js';
+export * from './watch/index.js';
 export { ENGINE_VERSION } from './version.js';

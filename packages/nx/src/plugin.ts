@@ -169,6 +169,13 @@ function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, w
       outputs,
       metadata: { description: `osvb build ${img.words.join(' ') || '(image=default)'} in ${base}`, technologies: ['osv'] },
     };
+    const watch: TargetConfiguration = {
+      executor: `${PLUGIN_NAME}:watch`,
+      options: { osvBase: base, words: img.words },
+      continuous: true,
+      cache: false,
+      metadata: { description: `osvb watch ${img.words.join(' ')}: build, then rebuild what each change touches`.replace('watch :', 'watch:'), technologies: ['osv'] },
+    };
     const name = imageProjectName(img.name, base, bases);
     if (projects[base]) throw new Error(`${PLUGIN_NAME}: two image projects for ${base}; only one image project per base is supported (got "${projects[base].name}" and "${name}")`);
     projects[base] = {
@@ -177,7 +184,7 @@ function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, w
       projectType: 'application',
       tags: ['osv:image'],
       namedInputs: { osvImage: ['{projectRoot}/**/*', ...negations] },
-      targets: { [opts.buildTargetName]: build },
+      targets: { [opts.buildTargetName]: build, watch },
     };
   }
   return projects;

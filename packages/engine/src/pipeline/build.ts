@@ -383,20 +383,17 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
           if (tryRestore()) return;
           reporter({ type: 'module-start', name });
           try {
-            const rec = await buildAndStore(name, m.dir, key, new Set(Object.keys(ki.files)), actx);
+            const { rec, changedInputs } = await buildAndStore(name, m.dir, key, ki.files, actx);
             built.push(name);
             const outputs = rec.outputs.map((o) => o.path);
-            // Files that were inputs of this key but that the build rewrote are outputs from now
-            // on; the next build leaves them out of the key, so file the result under that key too.
-            const rewritten = outputs.filter((o) => o in ki.files);
-            if (rewritten.length > 0) {
-              const files = { ...ki.files };
-              for (const o of rewritten) delete files[o];
-              const next = { ...ki, files };
-              const nextKey = moduleKey(next);
-              cache.putAction(BUILD_NAMESPACE, nextKey, rec);
+            if (changedInputs.length > 0) {
+              // Not cached, and no key recorded: the next build runs make again with what is there then.
+              reporter({
+                type: 'warning',
+                text: `${name}: ${changedInputs.join(', ')} changed while make ran; the result is not cached and the next build runs make again (if the Makefile writes ${changedInputs.length === 1 ? 'this file' : 'these files'}, list ${changedInputs.length === 1 ? 'it' : 'them'} in the module's .gitignore)`,
+              });
               fingerprints.set(name, null);
-              record(name, 'built', outputs, nextKey, next);
+              record(name, 'built', outputs, '', ki);
             } else {
               record(name, 'built', outputs, key, ki);
             }

@@ -131,13 +131,24 @@ export function lookupBuild(key: string, ctx: ActionContext): ModuleBuildRecord 
 }
 
 /** Run make and store what it produced. `inputs` are the files the key was computed from. */
+export interface BuildOutcome {
+  rec: ModuleBuildRecord;
+  /**
+   * Inputs whose content changed while make ran: edited meanwhile (watch mode, an editor's
+   * save), or written by the Makefile. Either way the result is not cached under the key
+   * computed before make (it may not match those inputs); the next build runs make again.
+   */
+  changedInputs: string[];
+}
+
 export async function buildAndStore(
   name: string,
   dir: string,
   key: string,
-  inputs: ReadonlySet<string>,
+  /** The key's input files: relative path → content digest. */
+  inputs: Readonly<Record<string, string>>,
   ctx: ActionContext,
-): Promise<ModuleBuildRecord> {
+): Promise<BuildOutcome> {
   const root = path.resolve(dir);
   const before = snapshot(root);
   const res = await runMake({
@@ -150,9 +161,17 @@ export async function buildAndStore(
   });
   const after = snapshot(root);
   const outputs: OutputEntry[] = [];
+  const changedInputs: string[] = [];
   for (const [rel, s] of [...after].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    // An output is whatever is not an unchanged input: new or changed files, ignored files.
-    if (inputs.has(rel) && sameSnap(before.get(rel), s)) continue;
+    // An output is whatever is not an input: new files, ignored files, earlier outputs.
+    const inputDigest = inputs[rel];
+    if (inputDigest !== undefined) {
+      if (sameSnap(before.get(rel), s)) continue;
+      const abs = path.join(root, rel);
+      if (!s.link && ctx.statCache.digest(abs, fs.statSync(abs, { bigint: true })) === inputDigest) continue; // rewritten, same content
+      changedInputs.push(rel);
+      continue;
+    }
     const abs = path.join(root, rel);
     if (s.link) {
       outputs.push({ path: rel, link: fs.readlinkSync(abs) });
@@ -165,7 +184,7 @@ export async function buildAndStore(
   }
   const log = res.output ? ctx.cache.putBlobBytes(Buffer.from(res.output, 'utf8')) : null;
   const rec: ModuleBuildRecord = { outputs, log, durationMs: Math.round(res.durationMs) };
-  ctx.cache.putAction(BUILD_NAMESPACE, key, rec);
-  return rec;
+  if (changedInputs.length === 0) ctx.cache.putAction(BUILD_NAMESPACE, key, rec);
+  return { rec, changedInputs };
 }
 

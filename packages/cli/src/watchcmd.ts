@@ -1,0 +1,75 @@
+/** `osvb watch`: build, then rebuild on every change until Ctrl-C; one line per build. */
+import { describeCycle, jsonReporter, textReporter, watchBuild, type BuildEvent, type Reporter, type WatchCycle } from '@osv-build/engine';
+import { parseBuildArgs } from './args.js';
+import { WATCH_HELP } from './help.js';
+
+function cycleJson(c: WatchCycle): string {
+  const r = c.result;
+  return JSON.stringify({
+    type: 'watch-build',
+    index: c.index,
+    ok: c.ok,
+    trigger: c.trigger,
+    built: c.built,
+    restored: c.restored,
+    durationMs: c.durationMs,
+    ...(r ? { written: r.written, images: r.images } : {}),
+    ...(c.error ? { error: { code: c.error.code, message: c.error.message, location: c.error.location, details: c.error.details, hint: c.error.hint } } : {}),
+  });
+}
+
+export async function runWatch(argv: string[]): Promise<number> {
+  const args = parseBuildArgs(argv, 'watch');
+  if (args.help) {
+    process.stdout.write(WATCH_HELP);
+    return 0;
+  }
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const out = (s: string): void => {
+    process.stdout.write(s + '\n');
+  };
+  // Per-module lines would drown the one-line-per-build summary: only warnings, module.py
+  // output and (with -v) make output and everything else go through.
+  const text = textReporter({ verbose: args.verbose, write: (s) => process.stderr.write(s + '\n') });
+  const reporter: Reporter = args.json
+    ? jsonReporter(out)
+    : (e: BuildEvent) => {
+        if (args.verbose || e.type === 'warning' || e.type === 'module-py-output' || (e.type === 'log' && e.text.startsWith('Fetching'))) text(e);
+      };
+  try {
+    await watchBuild({
+      words: args.words,
+      osvBase: args.osvBase,
+      buildPath: args.buildPath,
+      compat: args.compat,
+      keepGoing: args.keepGoing,
+      libgccSDir: args.libgccSDir,
+      cacheDir: args.cacheDir,
+      ...(args.ociDir ? { ociDir: args.ociDir } : {}),
+      requireImage: args.requireImage,
+      ...(args.debounceMs !== undefined ? { debounceMs: args.debounceMs } : {}),
+      reporter,
+      streamMakeOutput: args.verbose,
+      signal: controller.signal,
+      onCycle: (c) => {
+        if (args.json) out(cycleJson(c));
+        else {
+          out(describeCycle(c));
+          if (!c.ok && c.error) process.stderr.write(c.error.format() + '\n');
+        }
+      },
+      onWatching: (info) => {
+        if (args.json) out(JSON.stringify({ type: 'watching', paths: info.paths }));
+        else if (!controller.signal.aborted) process.stderr.write(`watching ${info.paths} paths (Ctrl-C to stop)\n`);
+      },
+    });
+    if (args.json) out(JSON.stringify({ type: 'watch-stopped' }));
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,1 @@
+export { watchBuild, describeCycle, type WatchOptions, type WatchCycle } from './watch.js';
