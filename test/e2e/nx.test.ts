@@ -2,6 +2,7 @@
  * End-to-end: the real nx (the pinned 22.7) in a temp workspace that installs the packed
  * packages, on a copy of examples/osv, with real make, gcc and python3; NX_DAEMON=false.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -142,6 +143,31 @@ describe('@osv-build/nx in a real Nx workspace', () => {
     const built = run(['affected', '-t', 'build', `--base=${rev}`]);
     expect(built.status, built.output).toBe(0);
     expect(makesSince(before).sort()).toEqual(['apps/hello', 'modules/libgreet']);
+  });
+
+  it('nx run image:watch (continuous) rebuilds after an edit and stops on Ctrl-C', async () => {
+    // @ts-expect-error -- plain ESM helper
+    const { nxEnv } = (await import('../../tools/nxws/workspace.mjs')) as { nxEnv: (e: Record<string, string | undefined>) => NodeJS.ProcessEnv };
+    const child = spawn(path.join(ws, 'node_modules/.bin/nx'), ['run', 'image:watch'], { cwd: ws, env: nxEnv({ PATH: `${wrapperPath}:${process.env['PATH'] ?? ''}` }), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const until = async (re: RegExp, what: string): Promise<void> => {
+      for (let i = 0; i < 600 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+      if (!re.test(out)) throw new Error(`no ${what} in:\n${out}`);
+    };
+    try {
+      await until(/watching \d+ paths/, 'first build');
+      fs.appendFileSync(path.join(base, 'apps/hello/hello.c'), '\nint hello_watch_marker;\n');
+      await until(/rebuilt hello/, 'rebuild');
+      expect(out).not.toMatch(/rebuilt libgreet/);
+    } finally {
+      process.kill(-(child.pid as number), 'SIGINT');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      if (child.exitCode === null) process.kill(-(child.pid as number), 'SIGKILL');
+    }
+    git(ws, ['commit', '-qam', 'edit hello while watching']);
   });
 
   it('an executor option that is not in its schema is rejected by Nx', () => {
