@@ -28,8 +28,14 @@ export async function runWatch(argv: string[]): Promise<number> {
   const onSignal = (): void => controller.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // Whoever read our output went away (a closed pipe): stop as on Ctrl-C, without a stack trace.
+  const onOutputError = (e: NodeJS.ErrnoException): void => {
+    if (e.code === 'EPIPE') controller.abort();
+  };
+  process.stdout.on('error', onOutputError);
+  process.stderr.on('error', onOutputError);
   const out = (s: string): void => {
-    process.stdout.write(s + '\n');
+    if (!controller.signal.aborted) process.stdout.write(s + '\n');
   };
   // Per-module lines would drown the one-line-per-build summary: only warnings, module.py
   // output and (with -v) make output and everything else go through.
@@ -73,3 +79,4 @@ export async function runWatch(argv: string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
   }
 }
+

@@ -1,0 +1,182 @@
+#!/usr/bin/env node
+// Watch-mode latency: edit → updated image, with `osvb watch --json fs=rofs` running on a
+// generated base (tools/gen-tree).
+//
+//   node tools/bench/watch.mjs [--modules 100] [--edits 10] [--work DIR] [--keep] [--json]
+//
+// - manifest-only edit: a data file of a module without a Makefile (`webdata`, added to the
+//   generated tree and to its image: 20 files pulled in by `/webdata/**`) gets new content, so
+//   no make runs (a change anywhere in a module with a Makefile runs its make: the key covers
+//   the whole module directory); latency = from just before the write to the watch-build event
+//   (the build path's manifests and rofs.img updated).
+// - C source edit: the .c file of the last module (which no module requires, so exactly one
+//   make runs); latency as above, and make's own wall time measured by a logging wrapper on
+//   PATH; reported: latency − make time.
+// Medians of --edits edits each. Needs `npm run build`.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateTree } from '../gen-tree/gen-tree.mjs';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const OSVB = path.join(REPO, 'packages/cli/bin/osvb.js');
+
+function parseArgs(argv) {
+  const o = { modules: 100, edits: 10, work: undefined, keep: false, json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--modules') o.modules = Number(val());
+    else if (a === '--edits') o.edits = Number(val());
+    else if (a === '--work') o.work = val();
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--json') o.json = true;
+    else if (a === '-h' || a === '--help') {
+      console.log('usage: node tools/bench/watch.mjs [--modules 100] [--edits 10] [--work DIR] [--keep] [--json]');
+      process.exit(0);
+    } else throw new Error(`unknown option ${a}`);
+  }
+  if (!(o.modules >= 2) || !(o.edits >= 1)) throw new Error('--modules must be ≥ 2 and --edits ≥ 1');
+  return o;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+if (!fs.existsSync(path.join(REPO, 'packages/cli/dist/osvb.mjs'))) {
+  console.error('run `npm run build` first');
+  process.exit(2);
+}
+const log = (s) => process.stderr.write(s + '\n');
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const work = opts.work ?? fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-bench-watch-'));
+const base = path.join(work, 'osv');
+const info = generateTree({ modules: opts.modules, out: base, force: true });
+const last = info.modules[info.modules.length - 1];
+const web = path.join(base, 'modules/webdata');
+fs.mkdirSync(path.join(web, 'www'), { recursive: true });
+fs.writeFileSync(path.join(web, 'module.py'), 'from osv.modules import api\n');
+fs.writeFileSync(path.join(web, 'usr.manifest'), '/webdata/**: ${MODULE_DIR}/www/**\n');
+for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(web, 'www', `page${i}.html`), `<p>page ${i}</p>\n`.repeat(50));
+for (const image of ['all.py', 'default.py']) fs.appendFileSync(path.join(base, 'images', image), "api.require('webdata')\n");
+const dataFile = path.join(web, 'www', 'page7.html');
+const cFile = path.resolve(base, last.cFile);
+
+// A make that logs its own wall time.
+const makeLog = path.join(work, 'make-times.log');
+const bin = path.join(work, 'bin');
+fs.mkdirSync(bin, { recursive: true });
+const realMake = (process.env.PATH ?? '').split(':').map((d) => path.join(d, 'make')).find((p) => fs.existsSync(p));
+fs.writeFileSync(
+  path.join(bin, 'make'),
+  `#!/bin/sh\nstart=$(date +%s%N)\n'${realMake}' "$@"\nrc=$?\nend=$(date +%s%N)\necho $(( (end - start) / 1000 )) >> '${makeLog}'\nexit $rc\n`,
+  { mode: 0o755 },
+);
+
+const child = spawn(process.execPath, [OSVB, 'watch', '--json', 'fs=rofs', '--osv-base', base], {
+  env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, OSV_BASE: undefined, OSV_BUILD_PATH: undefined, OSVB_CACHE_DIR: path.join(work, 'cache'), CI: 'true' },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+// Never leave the watcher behind, whatever happens here.
+const stopChild = () => child.exitCode === null && child.kill('SIGINT');
+process.on('exit', stopChild);
+process.on('uncaughtException', (e) => {
+  console.error(e);
+  stopChild();
+  process.exit(1);
+});
+process.on('unhandledRejection', (e) => {
+  console.error(e);
+  stopChild();
+  process.exit(1);
+});
+const events = [];
+let waiters = [];
+let buf = '';
+child.stdout.on('data', (d) => {
+  const now = performance.now();
+  buf += d.toString();
+  let i;
+  while ((i = buf.indexOf('\n')) >= 0) {
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    if (line.trim()) events.push({ at: now, ...JSON.parse(line) });
+  }
+  for (const w of waiters) w();
+});
+async function waitFor(pred, what, timeoutMs = 120_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const e = events.find(pred);
+    if (e) return e;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => {
+      waiters.push(r);
+      setTimeout(r, 100);
+    });
+    waiters = [];
+  }
+}
+const buildEvent = (index) => waitFor((e) => e.type === 'watch-build' && e.index === index, `build ${index}`);
+const watchingAfter = (index) => waitFor((e) => e.type === 'watching' && events.indexOf(e) > events.findIndex((b) => b.type === 'watch-build' && b.index === index), `watching after ${index}`);
+
+log(`work dir ${work}; ${opts.modules} modules; first build …`);
+await buildEvent(0);
+await watchingAfter(0);
+let index = 0;
+
+async function edit(file, content) {
+  index++;
+  const makesBefore = fs.existsSync(makeLog) ? fs.readFileSync(makeLog, 'utf8').split('\n').filter(Boolean).length : 0;
+  await sleep(150); // let the file system settle between edits
+  const t0 = performance.now();
+  fs.writeFileSync(file, content);
+  const e = await buildEvent(index);
+  await watchingAfter(index);
+  if (!e.ok) throw new Error(`build ${index} failed: ${JSON.stringify(e.error)}`);
+  const makes = fs.existsSync(makeLog) ? fs.readFileSync(makeLog, 'utf8').split('\n').filter(Boolean).slice(makesBefore).map(Number) : [];
+  return { latency: e.at - t0, makeMs: makes.reduce((a, b) => a + b, 0) / 1000, makes: makes.length, built: e.built, rofs: e.images?.rofs };
+}
+
+const manifestOnly = [];
+for (let i = 0; i < opts.edits; i++) {
+  const r = await edit(dataFile, `edit ${i} ${'x'.repeat(100 + i)}\n`);
+  if (r.makes !== 0) throw new Error(`a manifest-only edit ran make (${r.makes})`);
+  manifestOnly.push(r);
+  log(`  data edit ${i + 1}/${opts.edits}: ${r.latency.toFixed(0)} ms (rofs ${r.rofs?.mode}, ${r.rofs?.filesWritten} files rewritten)`);
+}
+const original = fs.readFileSync(cFile, 'utf8');
+const cEdits = [];
+for (let i = 0; i < opts.edits; i++) {
+  const r = await edit(cFile, `${original}\nint bench_edit_${i} = ${i};\n`);
+  if (r.makes !== 1) throw new Error(`a C edit ran ${r.makes} makes, expected 1`);
+  cEdits.push(r);
+  log(`  C edit ${i + 1}/${opts.edits}: ${r.latency.toFixed(0)} ms, make ${r.makeMs.toFixed(0)} ms, rest ${(r.latency - r.makeMs).toFixed(0)} ms`);
+}
+child.kill('SIGINT');
+await new Promise((r) => child.on('exit', r));
+
+const result = {
+  modules: opts.modules,
+  edits: opts.edits,
+  manifestOnlyMs: median(manifestOnly.map((r) => r.latency)),
+  cEditMs: median(cEdits.map((r) => r.latency)),
+  cEditMakeMs: median(cEdits.map((r) => r.makeMs)),
+  cEditOverheadMs: median(cEdits.map((r) => r.latency - r.makeMs)),
+};
+if (opts.json) console.log(JSON.stringify(result, null, 2));
+else {
+  console.log(`osvb watch latency — ${opts.modules}-module base, fs=rofs, medians of ${opts.edits} edits, ${os.availableParallelism()} CPUs`);
+  console.log(`  manifest-only edit → image updated: ${result.manifestOnlyMs.toFixed(0)} ms   target ≤ 300 ms`);
+  console.log(`  C source edit → image updated: ${result.cEditMs.toFixed(0)} ms = make ${result.cEditMakeMs.toFixed(0)} ms + ${result.cEditOverheadMs.toFixed(0)} ms   target: make + ≤ 300 ms`);
+}
+if (!opts.keep && !opts.work) fs.rmSync(work, { recursive: true, force: true });
