@@ -90,7 +90,7 @@ class Watch {
 
 const running: Watch[] = [];
 afterEach(async () => {
-  for (const w of running.splice(0)) if (w.exited) await Promise.race([w.stop(), new Promise((r) => setTimeout(r, 5000))]);
+  for (const w of running.splice(0)) await Promise.race([w.stop(), new Promise((r) => setTimeout(r, 5000))]);
 });
 
 function start(base: string, words: string[] = []): Watch {
