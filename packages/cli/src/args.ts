@@ -4,7 +4,7 @@
  * `--append-manifest`, …) are taken out first, because their forms are not getopt forms.
  */
 import { parseArgs } from 'node:util';
-import { OsvbError } from '@osv-build/engine';
+import { OsvbError, remoteCacheConfig, type RemoteCacheConfig } from '@osv-build/engine';
 
 const WORD_FLAGS = new Set(['--append-manifest', '--create-disk', '--create-zfs-disk', '--use-openzfs']);
 
@@ -20,6 +20,8 @@ export const BUILD_OPTIONS = {
   'cache-dir': { type: 'string' },
   oci: { type: 'string' },
   'require-image': { type: 'boolean' },
+  'remote-cache': { type: 'string' },
+  'remote-cache-mode': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -42,6 +44,8 @@ export interface ParsedBuildArgs {
   help: boolean;
   /** `osvb watch --debounce MS`. */
   debounceMs: number | undefined;
+  /** The remote cache from --remote-cache/--remote-cache-mode and OSVB_REMOTE_CACHE_* (null: none). */
+  remoteCache: RemoteCacheConfig | null;
 }
 
 export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watch' = 'build'): ParsedBuildArgs {
@@ -90,7 +94,15 @@ export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watc
     requireImage: v['require-image'] ?? false,
     help: v.help ?? false,
     debounceMs,
+    remoteCache: remoteFrom(v['remote-cache'], v['remote-cache-mode']),
   };
+}
+
+function remoteFrom(url: string | undefined, mode: string | undefined): RemoteCacheConfig | null {
+  const c = remoteCacheConfig(process.env, { url, mode });
+  if (c && 'error' in c) throw new OsvbError('OSVB_USAGE', c.error, { hint: 'e.g. --remote-cache http://127.0.0.1:3000 --remote-cache-mode read' });
+  if (!c && mode !== undefined) throw new OsvbError('OSVB_USAGE', '--remote-cache-mode needs a remote cache: --remote-cache URL or OSVB_REMOTE_CACHE_URL');
+  return c ?? null;
 }
 
 /** `500M`, `2G`, `1.5GB`, `1048576` → bytes. */

@@ -49,6 +49,12 @@ Options:
                         e.g. kernel files such as libenviron.so are not in the build path)
   --keep-going          after a failed module, keep building the modules that do not need it
   --cache-dir DIR       the local cache (default: $OSVB_CACHE_DIR, else <base>/.osvb/cache)
+  --remote-cache URL    a Turborepo remote cache (/v8/artifacts API, e.g. turborepo-remote-cache)
+                        behind the local one (default: $OSVB_REMOTE_CACHE_URL); token, team and
+                        signing key from OSVB_REMOTE_CACHE_TOKEN, _TEAM, _SIGNATURE_KEY
+  --remote-cache-mode read|write|read-write
+                        read: never upload (untrusted branches); default read-write
+                        ($OSVB_REMOTE_CACHE_MODE)
   --json                one JSON event per line on stdout
   -v, --verbose         show make output (replayed for restored modules), module.py progress,
                         and stack traces

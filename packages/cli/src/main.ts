@@ -41,6 +41,7 @@ async function runBuild(argv: string[], printManifest: boolean): Promise<number>
       cacheDir: args.cacheDir,
       ...(args.ociDir ? { ociDir: args.ociDir } : {}),
       requireImage: args.requireImage,
+      remoteCache: args.remoteCache,
       ...(command ? { command } : {}),
       reporter,
       signal: controller.signal,

@@ -29,13 +29,16 @@ export async function runWatch(argv: string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   // Whoever read our output went away (a closed pipe): stop as on Ctrl-C, without a stack trace.
+  let outputGone = false;
   const onOutputError = (e: NodeJS.ErrnoException): void => {
-    if (e.code === 'EPIPE') controller.abort();
+    if (e.code !== 'EPIPE') return;
+    outputGone = true;
+    controller.abort();
   };
   process.stdout.on('error', onOutputError);
   process.stderr.on('error', onOutputError);
   const out = (s: string): void => {
-    if (!controller.signal.aborted) process.stdout.write(s + '\n');
+    if (!outputGone) process.stdout.write(s + '\n');
   };
   // Per-module lines would drown the one-line-per-build summary: only warnings, module.py
   // output and (with -v) make output and everything else go through.
@@ -56,6 +59,7 @@ export async function runWatch(argv: string[]): Promise<number> {
       cacheDir: args.cacheDir,
       ...(args.ociDir ? { ociDir: args.ociDir } : {}),
       requireImage: args.requireImage,
+      remoteCache: args.remoteCache,
       ...(args.debounceMs !== undefined ? { debounceMs: args.debounceMs } : {}),
       reporter,
       streamMakeOutput: args.verbose,

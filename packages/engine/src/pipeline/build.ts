@@ -12,7 +12,7 @@ import { ensureModuleDir, loadOsvConfig } from '../config/index.js';
 import { parseImageSpec, PythonWorker, resolveInterpreter, workerErrorToOsvb, type EvaluatedModule, type EvaluationResult } from '../evaluate/index.js';
 import { ModuleGraph } from '../graph/index.js';
 import { scheduleGraph } from '../build/index.js';
-import { LocalCache, withLock } from '../cache/index.js';
+import { LocalCache, RemoteCache, remoteCacheConfig, withLock, type RemoteCacheConfig } from '../cache/index.js';
 import { initHashing, StatCache, type Digest } from '../hash/index.js';
 import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/index.js';
 import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
@@ -21,7 +21,7 @@ import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
 import { DependencyRecorder } from './noopMemo.js';
 import { writeImages, type ImageStageResult } from './images.js';
-import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext } from './moduleAction.js';
+import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext, type ModuleBuildRecord } from './moduleAction.js';
 import {
   canonicalSame,
   fingerprintHolds,
@@ -67,6 +67,8 @@ export interface BuildOptions {
    * or images are written (the Nx plugin's per-module `build` target).
    */
   modulesOnly?: boolean;
+  /** The remote cache (default: from OSVB_REMOTE_CACHE_URL and friends; null: none). */
+  remoteCache?: RemoteCacheConfig | null;
 }
 
 export interface ResolvedBuild {
@@ -107,6 +109,8 @@ export interface BuildResult extends BuildPlan {
   images: ImageStageResult;
   built: string[];
   restored: string[];
+  /** Of `restored`, the modules whose result came from the remote cache. */
+  fromRemote: string[];
   outputs: OsvOutputs;
   written: string[];
   durationMs: number;
@@ -341,6 +345,23 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
   };
 
+  const remote = openRemote(opts, reporter);
+  const fromRemote: string[] = [];
+  const publishing: Array<Promise<void>> = [];
+  /** Share a module's result: its blobs, then its record (after a HEAD when it may be there already). */
+  const publish = (key: string, rec: ModuleBuildRecord, check: boolean): void => {
+    if (!remote?.canWrite) return;
+    publishing.push(
+      (async () => {
+        if (check && (await remote.hasAction(BUILD_NAMESPACE, key))) return;
+        const blobs = new Set<Digest>(rec.outputs.flatMap((o) => ('digest' in o ? [o.digest] : [])));
+        if (rec.log) blobs.add(rec.log);
+        const ups = [...blobs].map((d) => remote.uploadBlob(d, () => cache.readBlob(d)));
+        await remote.uploadAction(BUILD_NAMESPACE, key, rec, ups);
+      })(),
+    );
+  };
+
   const outcomes = await scheduleGraph(
     graph,
     withMakefile,
@@ -366,16 +387,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(opts.streamMakeOutput ? { onLine: (line: string) => reporter({ type: 'make-output', name, line }) } : {}),
       };
-      const tryRestore = (): boolean => {
+      const tryRestore = (from: 'local' | 'remote' = 'local'): boolean => {
         const rec = lookupBuild(key, actx);
         if (!rec || !restoreOutputs(m.dir, rec, actx)) return false;
         replayLog(rec, actx);
         restored.push(name);
+        if (from === 'remote') fromRemote.push(name);
         record(name, 'restored', rec.outputs.map((o) => o.path), key, ki);
-        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: false });
+        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: false, ...(from === 'remote' ? { from } : {}) });
+        if (from === 'local') publish(key, rec, true);
         return true;
       };
       if (tryRestore()) return;
+      if (remote?.canRead && (await fetchFromRemote(remote, cache, key)) && tryRestore('remote')) return;
       await withLock(
         lockFileFor(cache, m.dir),
         async () => {
@@ -396,6 +420,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
               record(name, 'built', outputs, '', ki);
             } else {
               record(name, 'built', outputs, key, ki);
+              publish(key, rec, false);
             }
             reporter({ type: 'module-built', name, durationMs: performance.now() - t0 });
           } catch (e) {
@@ -409,6 +434,17 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     },
     { jobs: concurrency, keepGoing: opts.keepGoing ?? false },
   );
+  if (remote) {
+    // Uploads finish before the build returns (each request is bounded by the remote's timeout).
+    await Promise.all(publishing);
+    await remote.flush();
+    const st = remote.stats;
+    const mb = (n: number): string => `${(n / 1e6).toFixed(2)} MB`;
+    reporter({
+      type: 'log',
+      text: `remote cache: ${fromRemote.length} modules restored from it, ${st.hits} records found, ${st.misses} missing; ${mb(st.downloadedBytes)} down, ${mb(st.uploadedBytes)} up (${st.uploads} uploads)${st.rejected ? `; ${st.rejected} artifacts rejected` : ''}${remote.off ? `; off: ${remote.off}` : ''}`,
+    });
+  }
   for (const m of modules) {
     if (withMakefile.includes(m.name) || !rekeyed.has(m.name)) continue;
     record(m.name, 'restored', [], keys.get(m.name) as string, keyInputs.get(m.name) as ModuleKeyInputs);
@@ -433,9 +469,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
   if (opts.modulesOnly) {
     const durationMs = performance.now() - started;
-    reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached });
+    reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached, fromRemote: fromRemote.length });
     const none: OsvOutputs = { files: new Map(), noAppsSelected: false, usrSections: [] };
-    return { ...plan, images: {}, built, restored, outputs: none, written: [], durationMs };
+    return { ...plan, images: {}, built, restored, fromRemote, outputs: none, written: [], durationMs };
   }
   if (plan.evaluation.appsError) throw workerErrorToOsvb(plan.evaluation.appsError);
   const deps = opts.command ? collectDependencies(plan, withMakefile) : undefined;
@@ -505,8 +541,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
   }
   const durationMs = performance.now() - started;
-  reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached });
-  return { ...plan, images, built, restored, outputs, written, durationMs };
+  reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached, fromRemote: fromRemote.length });
+  return { ...plan, images, built, restored, fromRemote, outputs, written, durationMs };
 }
 
 /**
@@ -549,3 +585,42 @@ function collectDependencies(plan: BuildPlan, withMakefile: readonly string[]): 
   return deps;
 }
 
+
+function openRemote(opts: BuildOptions, reporter: Reporter): RemoteCache | undefined {
+  let config: RemoteCacheConfig | undefined;
+  if (opts.remoteCache === null) return undefined;
+  if (opts.remoteCache) config = opts.remoteCache;
+  else {
+    const fromEnv = remoteCacheConfig(opts.env ?? process.env);
+    if (fromEnv && 'error' in fromEnv) throw new OsvbError('OSVB_USAGE', fromEnv.error, { hint: 'set OSVB_REMOTE_CACHE_URL to http(s)://host:port of a Turborepo remote cache' });
+    config = fromEnv;
+  }
+  return config ? new RemoteCache({ ...config }, (text) => reporter({ type: 'warning', text })) : undefined;
+}
+
+/** A path a record may restore: relative, inside the module directory. */
+function safeOutputPath(p: unknown): boolean {
+  if (typeof p !== 'string' || p === '' || path.isAbsolute(p) || p.includes('\0')) return false;
+  return p.split('/').every((seg) => seg !== '..' && seg !== '');
+}
+
+/**
+ * Bring a module's result from the remote into the local cache: its record (checked), every
+ * blob it needs (each verified against its digest). False when anything is missing or wrong —
+ * the module is then built locally and nothing partial is recorded.
+ */
+async function fetchFromRemote(remote: RemoteCache, cache: LocalCache, key: string): Promise<boolean> {
+  const rec = await remote.getAction<ModuleBuildRecord>(BUILD_NAMESPACE, key);
+  if (!rec || !Array.isArray(rec.outputs) || !rec.outputs.every((o) => o && safeOutputPath(o.path) && ('link' in o ? typeof o.link === 'string' : typeof o.digest === 'string'))) return false;
+  for (const o of rec.outputs) {
+    if (!('digest' in o) || cache.hasBlob(o.digest)) continue;
+    const body = await remote.getBlob(o.digest);
+    if (!body || cache.putBlobBytes(body) !== o.digest) return false;
+  }
+  if (rec.log && !cache.hasBlob(rec.log)) {
+    const body = await remote.getBlob(rec.log);
+    if (body) cache.putBlobBytes(body);
+  }
+  cache.putAction(BUILD_NAMESPACE, key, rec);
+  return true;
+}

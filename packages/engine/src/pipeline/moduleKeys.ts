@@ -18,7 +18,16 @@ export interface ModuleKeyInputs {
   vars: Record<string, string>;
   record: string;
   deps: Record<string, string>;
+  /**
+   * The module directory as it is on this machine, for a module that opted in to path-sensitive
+   * keys (a `.osvb-path-sensitive` file in its directory): its outputs embed absolute paths, so
+   * checkouts at different places must not share them.
+   */
+  absolute?: string;
 }
+
+/** A module whose outputs depend on where the tree is checked out says so with this file. */
+export const PATH_SENSITIVE_MARKER = '.osvb-path-sensitive';
 
 /** Environment variables (besides OSv's and the NAME=value words) that shape a module build. */
 export const TOOLCHAIN_ENV = ['CC', 'CXX', 'CFLAGS', 'CXXFLAGS', 'CPPFLAGS', 'LDFLAGS', 'LDLIBS', 'AR', 'LD', 'STRIP', 'CROSS_PREFIX', 'MAKEFLAGS'];
@@ -150,7 +159,16 @@ export function moduleKeyInputs(
 ): { inputs: ModuleKeyInputs; fingerprint: InputFingerprint | null } {
   const { files, fingerprint } = moduleInputFiles(m.dir, knownOutputs, ctx.statCache);
   return {
-    inputs: { engine: ctx.engine, name: m.name, dir: placeholders(ctx)(m.dir), files, vars, record, deps: depKeys },
+    inputs: {
+      engine: ctx.engine,
+      name: m.name,
+      dir: placeholders(ctx)(m.dir),
+      files,
+      vars,
+      record,
+      deps: depKeys,
+      ...(PATH_SENSITIVE_MARKER in files ? { absolute: path.resolve(m.dir) } : {}),
+    },
     fingerprint,
   };
 }
@@ -170,6 +188,7 @@ export function diffKeyInputs(prev: ModuleKeyInputs | undefined, cur: ModuleKeyI
   const out: KeyDifference[] = [];
   if (prev.engine !== cur.engine) out.push({ kind: 'engine', text: `osv-build changed (${prev.engine} → ${cur.engine})` });
   if (prev.dir !== cur.dir) out.push({ kind: 'dir', text: `module directory changed (${prev.dir} → ${cur.dir})` });
+  if (prev.absolute !== cur.absolute) out.push({ kind: 'dir', text: `path-sensitive module (${PATH_SENSITIVE_MARKER}) at ${cur.absolute ?? '(no longer path-sensitive)'}` });
   for (const f of Object.keys(cur.files).sort()) {
     if (!(f in prev.files)) out.push({ kind: 'file-added', text: `input file added: ${f}` });
     else if (prev.files[f] !== cur.files[f]) out.push({ kind: 'file-changed', text: `input file changed: ${f}` });

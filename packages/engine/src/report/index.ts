@@ -8,7 +8,7 @@ export type BuildEvent =
   | { type: 'evaluated'; modules: Array<{ name: string; run: string | null }>; durationMs: number; cached: boolean; reason?: string }
   | { type: 'module-start'; name: string }
   | { type: 'module-built'; name: string; durationMs: number }
-  | { type: 'module-restored'; name: string; durationMs: number; /** Nothing to do: outputs were already in place. */ upToDate: boolean }
+  | { type: 'module-restored'; name: string; durationMs: number; /** Nothing to do: outputs were already in place. */ upToDate: boolean; /** Set when the result came from the remote cache. */ from?: 'remote' }
   | { type: 'module-failed'; name: string; error: OsvbError }
   | { type: 'module-skipped'; name: string; reason: string }
   | { type: 'make-output'; name: string; line: string }
@@ -16,7 +16,7 @@ export type BuildEvent =
   | { type: 'log'; text: string }
   | { type: 'warning'; text: string }
   | { type: 'outputs-written'; files: string[] }
-  | { type: 'done'; ok: boolean; durationMs: number; modules: number; built: number; restored: number; failed: number; evaluationCached: boolean };
+  | { type: 'done'; ok: boolean; durationMs: number; modules: number; built: number; restored: number; failed: number; evaluationCached: boolean; /** Of `restored`, from the remote cache. */ fromRemote?: number };
 
 export type Reporter = (event: BuildEvent) => void;
 

@@ -22,7 +22,7 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
         break;
       case 'module-restored':
         // Modules whose outputs were already in place are only counted in the summary.
-        if (opts.verbose || !e.upToDate) write(`restored ${e.name} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
+        if (opts.verbose || !e.upToDate) write(`restored ${e.name}${e.from === 'remote' ? ' from the remote cache' : ''} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
         break;
       case 'module-built':
         write(`built ${e.name} (${secs(e.durationMs)})`);
@@ -40,7 +40,7 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
         write(e.line);
         break;
       case 'log':
-        if (opts.verbose || e.text.startsWith('Fetching') || e.text.startsWith('Adding module') || e.text === 'No apps selected') write(e.text);
+        if (opts.verbose || e.text.startsWith('Fetching') || e.text.startsWith('Adding module') || e.text.startsWith('remote cache:') || e.text === 'No apps selected') write(e.text);
         break;
       case 'warning':
         write(`warning: ${e.text}`);
@@ -49,7 +49,7 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
         if (opts.verbose) for (const f of e.files) write(`wrote ${f}`);
         break;
       case 'done': {
-        const parts = [`${e.restored} restored`, `${e.built} built`];
+        const parts = e.fromRemote ? [`${e.restored} restored (${e.fromRemote} from the remote cache)`, `${e.built} built`] : [`${e.restored} restored`, `${e.built} built`];
         write(`${e.modules} module${e.modules === 1 ? '' : 's'}: ${parts.join(', ')} in ${secs(e.durationMs)}`);
         break;
       }
