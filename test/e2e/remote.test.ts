@@ -69,6 +69,37 @@ describe('remote cache (turborepo-remote-cache on loopback)', () => {
     expect(offline.makes).toBe(0);
   });
 
+  it('large outputs travel as content-addressed blobs, shared by modules with the same bytes', async () => {
+    const s = await server();
+    const tree = (): string => {
+      const root = scratch();
+      const mod = (n: string): Record<string, string> => ({
+        [`modules/${n}/module.py`]: 'from osv.modules import api\n',
+        // 300 kB of the same bytes in both modules: one blob on the server.
+        [`modules/${n}/Makefile`]: 'module:\n\thead -c 300000 /dev/zero | tr "\\0" "a" > big.bin\n',
+        [`modules/${n}/usr.manifest`]: `/${n}.bin: \${MODULE_DIR}/big.bin\n`,
+      });
+      writeTree(root, {
+        'config.json': JSON.stringify({ modules: { repositories: ['${OSV_BASE}/modules'] } }),
+        'usr.manifest.skel': '[manifest]\n',
+        'bootfs.manifest.skel': '[manifest]\n',
+        'images/default.py': "from osv.modules import api\napi.require('one')\napi.require('two')\n",
+        ...mod('one'),
+        ...mod('two'),
+      });
+      return root;
+    };
+    const a = tree();
+    const first = await osvb(['build', '--osv-base', a, '--cache-dir', path.join(a, '.c')], { env: remoteEnv(s) });
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(s.files().filter((f) => f.includes('osvb-cas-'))).toHaveLength(1);
+    const b = tree();
+    const second = await osvb(['build', '--osv-base', b, '--cache-dir', path.join(b, '.c'), '-v'], { env: remoteEnv(s) });
+    expect(second.exitCode, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/2 restored \(2 from the remote cache\)/);
+    expect(fs.readFileSync(path.join(b, 'modules/two/big.bin')).equals(fs.readFileSync(path.join(a, 'modules/two/big.bin')))).toBe(true);
+  });
+
   it('a module that opts in to path-sensitive keys is not shared across checkout paths (the others are)', async () => {
     const s = await server();
     const a = checkout();
@@ -119,20 +150,22 @@ describe('remote cache (turborepo-remote-cache on loopback)', () => {
     expect(wrongKey.makes).toBe(2);
     expect(wrongKey.stderr).toMatch(/rejected: its signature does not match/);
 
-    // Tamper with every stored content blob: signed clients reject the tag, unsigned ones the digest.
-    for (const f of s.files().filter((f) => f.includes('osvb-cas-') && !f.includes('tag'))) {
+    // Tamper with every stored artifact (records carry the small blobs inline): signed clients
+    // reject the tag, unsigned ones the checksum or the digest.
+    for (const f of s.files().filter((f) => f.includes('osvb-') && !f.includes('tag'))) {
       const p = path.join(s.storage, f);
       const data = fs.readFileSync(p);
       const i = data.length >> 1;
       data[i] = (data[i] as number) ^ 0xff;
       fs.writeFileSync(p, data);
     }
-    const tampered = await build(checkout(), signed);
+    // (read mode: a local rebuild must not replace the damaged artifacts before the next check)
+    const tampered = await build(checkout(), { ...signed, OSVB_REMOTE_CACHE_MODE: 'read' });
     expect(tampered.makes).toBe(2);
     expect(tampered.stderr).toMatch(/rejected/);
     const unsigned = await build(checkout(), remoteEnv(s));
     expect(unsigned.makes).toBe(2);
-    expect(unsigned.stderr).toMatch(/rejected: its content does not match its digest/);
+    expect(unsigned.stderr).toMatch(/rejected: (its checksum does not match|an inline blob does not match its digest|its content does not match its digest|it is not a valid record)/);
   });
 
   it('an unsigned artifact is rejected when signing is on', async () => {

@@ -155,6 +155,10 @@ export class LocalCache {
     }
   }
 
+  hasAction(namespace: string, key: string): boolean {
+    return fs.existsSync(this.actionPath(namespace, key));
+  }
+
   getAction<T>(namespace: string, key: string): T | undefined {
     const p = this.actionPath(namespace, key);
     let text: string;

@@ -15,7 +15,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import pLimit from 'p-limit';
-import { digestBytes, type Digest } from '../hash/index.js';
+import { digestBytes, digestString, type Digest } from '../hash/index.js';
 
 export type RemoteCacheMode = 'read' | 'write' | 'read-write';
 
@@ -42,6 +42,9 @@ export interface RemoteCacheStats {
 }
 
 const MODES: readonly RemoteCacheMode[] = ['read', 'write', 'read-write'];
+
+/** Blobs up to this size travel inside their action record (most module outputs and logs). */
+export const INLINE_BLOB_MAX = 64 * 1024;
 
 /** The remote configuration from flags (first) and OSVB_REMOTE_CACHE_* variables; undefined when no URL. */
 export function remoteCacheConfig(
@@ -214,16 +217,27 @@ export class RemoteCache {
     return body;
   }
 
-  /** An action record, checked to be the one asked for. */
-  async getAction<T>(namespace: string, key: string): Promise<T | undefined> {
+  /**
+   * An action record, checked to be the one asked for, with the small blobs that travel inside
+   * it (each verified against its digest by the caller through `inline`).
+   */
+  async getAction<T>(namespace: string, key: string): Promise<{ value: T; inline: Map<string, Buffer> } | undefined> {
     const id = `osvb-ac-${namespace}-${key}`;
     const body = await this.get(id);
     if (!body) return undefined;
     try {
-      const rec = JSON.parse(body.toString('utf8')) as { key: string; value: T };
+      const rec = JSON.parse(body.toString('utf8')) as { key: string; value: T; inline?: Record<string, string>; check?: string };
       if (rec.key !== key || rec.value === undefined) throw new Error('not this key');
+      // A checksum over the record catches damage in transit or storage (signing covers malice).
+      if (rec.check !== digestString(JSON.stringify([rec.key, rec.value, rec.inline ?? {}]))) return this.reject(id, 'its checksum does not match (damaged)');
+      const inline = new Map<string, Buffer>();
+      for (const [d, b64] of Object.entries(rec.inline ?? {})) {
+        const data = Buffer.from(b64, 'base64');
+        if (digestBytes(data) !== d) return this.reject(id, 'an inline blob does not match its digest');
+        inline.set(d, data);
+      }
       this.stats.hits++;
-      return rec.value;
+      return { value: rec.value, inline };
     } catch {
       return this.reject(id, 'it is not a valid record for this key');
     }
@@ -266,12 +280,18 @@ export class RemoteCache {
     });
   }
 
-  /** Upload an action record once `after` (its blobs) are up. */
-  uploadAction(namespace: string, key: string, value: unknown, after: readonly Promise<void>[] = []): Promise<void> {
+  /**
+   * Upload an action record once `after` (its large blobs) are up; `inline` blobs (small ones)
+   * travel inside the record: one request instead of one per file.
+   */
+  uploadAction(namespace: string, key: string, value: unknown, after: readonly Promise<void>[] = [], inline: ReadonlyMap<string, Buffer> = new Map()): Promise<void> {
     // Waits outside the upload slots: holding one while its blobs queue behind it could deadlock.
     const p = Promise.all(after).then(() =>
       this.enqueue(async () => {
-        await this.put(`osvb-ac-${namespace}-${key}`, Buffer.from(JSON.stringify({ key, value })));
+        const packed: Record<string, string> = {};
+        for (const [d, data] of inline) packed[d] = data.toString('base64');
+        const check = digestString(JSON.stringify([key, value, packed]));
+        await this.put(`osvb-ac-${namespace}-${key}`, Buffer.from(JSON.stringify({ key, value, inline: packed, check })));
       }),
     );
     this.pending.add(p);

@@ -6,13 +6,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import pLimit from 'p-limit';
 import { fileURLToPath } from 'node:url';
 import { OsvbError, isOsvbError } from '../errors/index.js';
 import { ensureModuleDir, loadOsvConfig } from '../config/index.js';
 import { parseImageSpec, PythonWorker, resolveInterpreter, workerErrorToOsvb, type EvaluatedModule, type EvaluationResult } from '../evaluate/index.js';
 import { ModuleGraph } from '../graph/index.js';
 import { scheduleGraph } from '../build/index.js';
-import { LocalCache, RemoteCache, remoteCacheConfig, withLock, type RemoteCacheConfig } from '../cache/index.js';
+import { INLINE_BLOB_MAX, LocalCache, RemoteCache, remoteCacheConfig, withLock, type RemoteCacheConfig } from '../cache/index.js';
 import { initHashing, StatCache, type Digest } from '../hash/index.js';
 import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/index.js';
 import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
@@ -347,6 +348,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
   const remote = openRemote(opts, reporter);
   const fromRemote: string[] = [];
+  /** Keys whose record and blobs came from the remote in this build. */
+  const prefetched = new Set<string>();
   const publishing: Array<Promise<void>> = [];
   /** Share a module's result: its blobs, then its record (after a HEAD when it may be there already). */
   const publish = (key: string, rec: ModuleBuildRecord, check: boolean): void => {
@@ -354,13 +357,33 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     publishing.push(
       (async () => {
         if (check && (await remote.hasAction(BUILD_NAMESPACE, key))) return;
-        const blobs = new Set<Digest>(rec.outputs.flatMap((o) => ('digest' in o ? [o.digest] : [])));
-        if (rec.log) blobs.add(rec.log);
-        const ups = [...blobs].map((d) => remote.uploadBlob(d, () => cache.readBlob(d)));
-        await remote.uploadAction(BUILD_NAMESPACE, key, rec, ups);
+        const blobs = new Map<Digest, number>(rec.outputs.flatMap((o): Array<[Digest, number]> => ('digest' in o ? [[o.digest, o.size]] : [])));
+        if (rec.log) blobs.set(rec.log, 0);
+        const inline = new Map<string, Buffer>();
+        const ups: Array<Promise<void>> = [];
+        for (const [d, size] of blobs) {
+          const data = size <= INLINE_BLOB_MAX ? cache.readBlob(d) : undefined;
+          if (data && data.length <= INLINE_BLOB_MAX) inline.set(d, data);
+          else ups.push(remote.uploadBlob(d, () => cache.readBlob(d)));
+        }
+        await remote.uploadAction(BUILD_NAMESPACE, key, rec, ups, inline);
       })(),
     );
   };
+
+  // Fetch what the remote has for every module the local cache lacks, many at a time, before the
+  // graph runs: the graph then restores from the local cache (round trips overlap, not makes).
+  if (remote?.canRead) {
+    const want = withMakefile.filter((name) => {
+      const key = keys.get(name) as string;
+      const prev = state.get(name);
+      const m = byName.get(name) as EvaluatedModule;
+      if (prev && prev.key === key && prev.outputSigs && outputsHold(m.dir, prev.outputSigs)) return false;
+      return !cache.hasAction(BUILD_NAMESPACE, key);
+    });
+    const limit = pLimit(16);
+    await Promise.all(want.map((name) => limit(() => fetchFromRemote(remote, cache, keys.get(name) as string, prefetched))));
+  }
 
   const outcomes = await scheduleGraph(
     graph,
@@ -398,8 +421,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         if (from === 'local') publish(key, rec, true);
         return true;
       };
-      if (tryRestore()) return;
-      if (remote?.canRead && (await fetchFromRemote(remote, cache, key)) && tryRestore('remote')) return;
+      if (tryRestore(prefetched.has(key) ? 'remote' : 'local')) return;
       await withLock(
         lockFileFor(cache, m.dir),
         async () => {
@@ -609,18 +631,21 @@ function safeOutputPath(p: unknown): boolean {
  * blob it needs (each verified against its digest). False when anything is missing or wrong —
  * the module is then built locally and nothing partial is recorded.
  */
-async function fetchFromRemote(remote: RemoteCache, cache: LocalCache, key: string): Promise<boolean> {
-  const rec = await remote.getAction<ModuleBuildRecord>(BUILD_NAMESPACE, key);
-  if (!rec || !Array.isArray(rec.outputs) || !rec.outputs.every((o) => o && safeOutputPath(o.path) && ('link' in o ? typeof o.link === 'string' : typeof o.digest === 'string'))) return false;
+async function fetchFromRemote(remote: RemoteCache, cache: LocalCache, key: string, fetched: Set<string>): Promise<boolean> {
+  const got = await remote.getAction<ModuleBuildRecord>(BUILD_NAMESPACE, key);
+  const rec = got?.value;
+  if (!got || !rec || !Array.isArray(rec.outputs) || !rec.outputs.every((o) => o && safeOutputPath(o.path) && ('link' in o ? typeof o.link === 'string' : typeof o.digest === 'string'))) return false;
+  const blob = async (d: Digest): Promise<Buffer | undefined> => got.inline.get(d) ?? (await remote.getBlob(d));
   for (const o of rec.outputs) {
     if (!('digest' in o) || cache.hasBlob(o.digest)) continue;
-    const body = await remote.getBlob(o.digest);
+    const body = await blob(o.digest);
     if (!body || cache.putBlobBytes(body) !== o.digest) return false;
   }
   if (rec.log && !cache.hasBlob(rec.log)) {
-    const body = await remote.getBlob(rec.log);
+    const body = await blob(rec.log);
     if (body) cache.putBlobBytes(body);
   }
   cache.putAction(BUILD_NAMESPACE, key, rec);
+  fetched.add(key);
   return true;
 }
