@@ -35,9 +35,38 @@ export class LocalCache {
   readonly casDir: string;
   readonly acDir: string;
 
+  /** Directories this instance made or found: one mkdir per directory, not per write. */
+  private readonly dirs = new Set<string>();
+
   constructor(readonly root: string) {
     this.casDir = path.join(root, 'cas');
     this.acDir = path.join(root, 'ac');
+  }
+
+  private ensureDir(dir: string): void {
+    if (this.dirs.has(dir)) return;
+    fs.mkdirSync(dir, { recursive: true });
+    this.dirs.add(dir);
+  }
+
+  /** Write a file into `dir` atomically; a directory removed meanwhile (cache clean) is made again. */
+  private writeInto(dir: string, target: string, data: string | Uint8Array, mode?: number): void {
+    for (let attempt = 0; ; attempt++) {
+      this.ensureDir(dir);
+      const tmp = tmpName(dir);
+      try {
+        fs.writeFileSync(tmp, data, mode === undefined ? {} : { mode });
+        fs.renameSync(tmp, target);
+        return;
+      } catch (e) {
+        fs.rmSync(tmp, { force: true });
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && attempt === 0) {
+          this.dirs.delete(dir);
+          continue;
+        }
+        throw e;
+      }
+    }
   }
 
   private blobPath(d: Digest): string {
@@ -69,7 +98,7 @@ export class LocalCache {
   putBlobFromFile(d: Digest, file: string): void {
     const target = this.blobPath(d);
     if (this.hasGoodBlob(d)) return;
-    fs.mkdirSync(path.dirname(target), { recursive: true });
+    this.ensureDir(path.dirname(target));
     const tmp = tmpName(path.dirname(target));
     try {
       const before = fs.statSync(file, { bigint: true });
@@ -94,15 +123,7 @@ export class LocalCache {
     const d = digestBytes(data);
     const target = this.blobPath(d);
     if (this.hasGoodBlob(d)) return d;
-    fs.mkdirSync(path.dirname(target), { recursive: true });
-    const tmp = tmpName(path.dirname(target));
-    try {
-      fs.writeFileSync(tmp, data, { mode: 0o444 });
-      fs.renameSync(tmp, target);
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw e;
-    }
+    this.writeInto(path.dirname(target), target, data, 0o444);
     return d;
   }
 
@@ -191,15 +212,7 @@ export class LocalCache {
 
   putAction(namespace: string, key: string, value: unknown): void {
     const p = this.actionPath(namespace, key);
-    fs.mkdirSync(path.dirname(p), { recursive: true });
-    const tmp = tmpName(path.dirname(p));
-    try {
-      fs.writeFileSync(tmp, JSON.stringify({ key, value }));
-      fs.renameSync(tmp, p);
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw e;
-    }
+    this.writeInto(path.dirname(p), p, JSON.stringify({ key, value }));
   }
 
   deleteAction(namespace: string, key: string): void {
