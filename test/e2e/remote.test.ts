@@ -46,10 +46,16 @@ const remoteEnv = (s: RemoteCacheServer, more: Record<string, string> = {}): Rec
 const outputsOf = (base: string): Buffer[] => ['modules/libgreet/libgreet.so', 'apps/hello/hello.so'].map((f) => fs.readFileSync(path.join(base, f)));
 
 describe('remote cache (turborepo-remote-cache on loopback)', () => {
-  it('one checkout populates it; another at a different path with an empty local cache runs no make and gets identical outputs', async () => {
+  it('one checkout populates it; another at a different path with an empty local cache runs no make and no python3, and gets identical outputs', async () => {
     const s = await server();
+    // A python3 that logs its starts (the same path for both checkouts: it is part of the key).
+    const tools = scratch();
+    const pythonLog = path.join(tools, 'python.log');
+    const python = path.join(tools, 'python3-logged');
+    fs.writeFileSync(python, `#!/bin/sh\necho start >> '${pythonLog}'\nexec python3 "$@"\n`, { mode: 0o755 });
+    const starts = (): number => (fs.existsSync(pythonLog) ? fs.readFileSync(pythonLog, 'utf8').split('\n').filter(Boolean).length : 0);
     const a = checkout();
-    const first = await build(a, remoteEnv(s));
+    const first = await build(a, remoteEnv(s, { OSVB_PYTHON: python }));
     expect(first.exitCode, first.stderr).toBe(0);
     expect(first.makes).toBe(2);
     expect(first.stderr).toMatch(/remote cache: 0 modules restored from it, .*\(\d+ uploads\)/);
@@ -57,9 +63,13 @@ describe('remote cache (turborepo-remote-cache on loopback)', () => {
 
     const b = checkout();
     expect(b.base).not.toBe(a.base);
-    const second = await build(b, remoteEnv(s));
+    const pythonBefore = starts();
+    expect(pythonBefore).toBeGreaterThan(0);
+    const second = await build(b, remoteEnv(s, { OSVB_PYTHON: python }));
     expect(second.exitCode, second.stderr).toBe(0);
     expect(second.makes).toBe(0);
+    // The evaluation record came from the remote too (its reads checked against B's files).
+    expect(starts()).toBe(pythonBefore);
     expect(second.stderr).toMatch(/restored libgreet from the remote cache/);
     expect(second.stderr).toMatch(/2 restored \(2 from the remote cache\)/);
     expect(outputsOf(b.base)).toEqual(outputsOf(a.base));

@@ -14,7 +14,7 @@ import { parseImageSpec, PythonWorker, resolveInterpreter, workerErrorToOsvb, ty
 import { ModuleGraph } from '../graph/index.js';
 import { scheduleGraph } from '../build/index.js';
 import { INLINE_BLOB_MAX, LocalCache, RemoteCache, remoteCacheConfig, withLock, type RemoteCacheConfig } from '../cache/index.js';
-import { initHashing, StatCache, type Digest } from '../hash/index.js';
+import { canonicalJson, digestString, initHashing, StatCache, type Digest } from '../hash/index.js';
 import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/index.js';
 import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
 import type { Reporter } from '../report/index.js';
@@ -170,6 +170,8 @@ export async function evaluateCached(
   reporter: Reporter,
   /** How to tell a stale record (default: staleRead); describeBase shares one memo across records. */
   stale: (reads: RecordedReads) => string | undefined = (reads) => staleRead(reads, resolved.env, statCache),
+  /** A remote cache to take (and give) evaluation records from when the local one has none. */
+  remote?: RemoteCache,
 ): Promise<Evaluated> {
   const key = evalCacheKey({ engine: ENGINE_VERSION, osvBase: resolved.osvBase, buildPath: resolved.buildPath, spec: resolved.words.spec, python: resolved.python });
   const rec = loadEvalRecord(cache, key);
@@ -177,6 +179,15 @@ export async function evaluateCached(
   if (rec) {
     reason = stale(rec.reads);
     if (!reason) return { evaluation: rec.result, selected: rec.selected, cached: true, reads: rec.reads };
+  }
+  const shared = remote?.canRead ? await remoteEvalRecord(remote, resolved) : undefined;
+  if (shared) {
+    const why = stale(shared.reads);
+    if (!why) {
+      cache.putAction(EVAL_NAMESPACE, key, shared);
+      return { evaluation: shared.result, selected: shared.selected, cached: true, reads: shared.reads };
+    }
+    reason = `the remote cache's record does not hold here: ${why}`;
   }
   const startedAt = Date.now();
   const probes: Array<[string, boolean]> = [];
@@ -221,6 +232,7 @@ export async function evaluateCached(
       const record: EvalRecord = { reads: recorded, selected: spec.selected, result };
       cache.putAction(EVAL_NAMESPACE, key, record);
       recordedReads = recorded;
+      if (remote?.canWrite) shareEvalRecord(remote, resolved, record);
     }
   }
   return { evaluation: result, selected: spec.selected, cached: false, reads: recordedReads, ...(reason ? { reason } : {}) };
@@ -231,7 +243,7 @@ function hasMakefile(m: EvaluatedModule): boolean {
 }
 
 /** Evaluate and compute keys: everything `build` and `explain` share; runs no make. */
-export async function planBuild(opts: BuildOptions): Promise<BuildPlan> {
+export async function planBuild(opts: BuildOptions, remote?: RemoteCache): Promise<BuildPlan> {
   const reporter = opts.reporter ?? (() => {});
   const resolved = resolveBuild(opts);
   await initHashing();
@@ -240,7 +252,7 @@ export async function planBuild(opts: BuildOptions): Promise<BuildPlan> {
   reporter({ type: 'start', osvBase: resolved.osvBase, buildPath: resolved.buildPath, spec: resolved.words.spec });
 
   const evalStart = performance.now();
-  const ev = await evaluateCached(resolved, cache, statCache, reporter);
+  const ev = await evaluateCached(resolved, cache, statCache, reporter, undefined, remote);
   const modules = resolved.words.noRequired ? ev.evaluation.modules.filter((m) => ev.selected.includes(m.name)) : ev.evaluation.modules;
   reporter({
     type: 'evaluated',
@@ -321,7 +333,8 @@ function warnInnerStarStar(plan: BuildPlan, reporter: Reporter): void {
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const started = performance.now();
   const reporter = opts.reporter ?? (() => {});
-  const plan = await planBuild(opts);
+  const remote = openRemote(opts, reporter);
+  const plan = await planBuild(opts, remote);
   const { resolved, modules, graph, keys, keyInputs, cache, statCache } = plan;
   fs.mkdirSync(resolved.buildPath, { recursive: true });
   warnInnerStarStar(plan, reporter);
@@ -346,7 +359,6 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
   };
 
-  const remote = openRemote(opts, reporter);
   const fromRemote: string[] = [];
   /** Keys whose record and blobs came from the remote in this build. */
   const prefetched = new Set<string>();
@@ -648,4 +660,45 @@ async function fetchFromRemote(remote: RemoteCache, cache: LocalCache, key: stri
   cache.putAction(BUILD_NAMESPACE, key, rec);
   fetched.add(key);
   return true;
+}
+
+/**
+ * Evaluation records travel between checkouts with ${OSV_BASE}/${OSV_BUILD_PATH} in place of
+ * their absolute paths, under a key without them; a record is used only after every read it
+ * lists holds here (the same check as for a local record).
+ */
+function remoteEvalKey(resolved: ResolvedBuild): string {
+  const ph = placeholders({ osvBase: resolved.osvBase, buildPath: resolved.buildPath });
+  return digestString(canonicalJson({ engine: ENGINE_VERSION, buildPath: ph(resolved.buildPath), spec: resolved.words.spec, python: resolved.python }));
+}
+
+function mapPaths(v: unknown, f: (s: string) => string): unknown {
+  // Stat records are `S:path` / `L:path` (the path absolute, or a placeholder once portable).
+  if (typeof v === 'string') return /^[SL]:(\/|\$\{)/.test(v) ? v.slice(0, 2) + f(v.slice(2)) : f(v);
+  if (Array.isArray(v)) return v.map((x) => mapPaths(x, f));
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = mapPaths(x, f);
+    return out;
+  }
+  return v;
+}
+
+function shareEvalRecord(remote: RemoteCache, resolved: ResolvedBuild, record: EvalRecord): void {
+  const portable = mapPaths(record, placeholders({ osvBase: resolved.osvBase, buildPath: resolved.buildPath }));
+  // A path of this checkout left anywhere but at the start of a string cannot be made portable.
+  if (JSON.stringify(portable).includes(resolved.osvBase.replace(/\/+$/, ''))) return;
+  void remote.uploadAction(EVAL_NAMESPACE, remoteEvalKey(resolved), portable);
+}
+
+async function remoteEvalRecord(remote: RemoteCache, resolved: ResolvedBuild): Promise<EvalRecord | undefined> {
+  const got = await remote.getAction<EvalRecord>(EVAL_NAMESPACE, remoteEvalKey(resolved));
+  if (!got) return undefined;
+  const base = resolved.osvBase.replace(/\/+$/, '');
+  const build = resolved.buildPath.replace(/\/+$/, '');
+  const local = (s: string): string =>
+    s.startsWith('${OSV_BUILD_PATH}') ? build + s.slice('${OSV_BUILD_PATH}'.length) : s.startsWith('${OSV_BASE}') ? base + s.slice('${OSV_BASE}'.length) : s;
+  const rec = mapPaths(got.value, local) as EvalRecord;
+  if (!rec || !rec.reads || !rec.result || !Array.isArray(rec.result.modules) || !Array.isArray(rec.selected)) return undefined;
+  return rec;
 }
