@@ -1,6 +1,11 @@
 #!/usr/bin/env node
 const argv = process.argv.slice(2);
 
+// Diagnostics for the reliability suite and benchmarks: the process's peak RSS, on exit.
+if (process.env.OSVB_REPORT_RSS) {
+  process.on('exit', () => process.stderr.write(`osvb: peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MB\n`));
+}
+
 // "Nothing to do": when the last identical `osvb build` left a memo whose every dependency is
 // unchanged, say so without loading the engine (see engine/src/pipeline/noopCheck.ts).
 const QUIET_FAST_PATH_BLOCKERS = new Set(['--json', '-v', '--verbose', '-h', '--help']);
