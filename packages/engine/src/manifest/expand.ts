@@ -118,7 +118,7 @@ export function* expandEntry(e: ManifestEntry, cwd: string, walkOrder: WalkOrder
   }
 }
 
-export function classifyHost(host: string, cwd: string): { kind: EntryKind; target?: string } {
+export function classifyHost(host: string, cwd: string, where?: { file: string; line: number }): { kind: EntryKind; target?: string } {
   if (host.startsWith('->')) return { kind: 'link', target: host.slice(2) };
   const p = resolveFs(cwd, host);
   let st: fs.Stats;
@@ -127,7 +127,16 @@ export function classifyHost(host: string, cwd: string): { kind: EntryKind; targ
   } catch {
     return { kind: 'missing' };
   }
-  if (st.isSymbolicLink()) return { kind: 'link', target: fs.readlinkSync(p) };
+  if (st.isSymbolicLink()) {
+    try {
+      return { kind: 'link', target: fs.readlinkSync(p) };
+    } catch (e) {
+      // e.g. /proc/1/cwd for another user: a link we may see but not read.
+      throw new OsvbError('OSVB_IMAGE_INPUT', `host path ${host} is a symbolic link that cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {
+        ...(where ? { location: where } : {}),
+      });
+    }
+  }
   if (st.isDirectory()) return { kind: 'dir' };
   return { kind: 'file' };
 }
@@ -140,7 +149,7 @@ export function expandManifestEntries(entries: readonly ManifestEntry[], opts: E
     const defined = { ...raw, host: applyDefines(raw.host, opts.defines, where) };
     for (const e of expandEntry(defined, opts.cwd, opts.walkOrder)) {
       const host = unsymlink(e.host, opts.cwd, where);
-      const c = classifyHost(host, opts.cwd);
+      const c = classifyHost(host, opts.cwd, where);
       out.push({ guest: e.guest, host, kind: c.kind, ...(c.target !== undefined ? { target: c.target } : {}), line: e.line });
     }
   }
