@@ -7,6 +7,16 @@ import * as path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { copyExample, makeWrapper, osvb, readMakeLog, tempDir, writeTree, type RunResult } from '../helpers/cli.js';
 import { startRemoteCache, type RemoteCacheServer } from '../helpers/remoteCache.js';
+import { recordFigures } from '../reliability/summary.js';
+
+/** Fault scenarios (for the reliability summary): each adds its cases once they passed. */
+const faults = { planned: 0, passed: 0 };
+function faultCases(n: number): () => void {
+  faults.planned += n;
+  return () => {
+    faults.passed += n;
+  };
+}
 
 const dirs: string[] = [];
 const servers: RemoteCacheServer[] = [];
@@ -20,6 +30,7 @@ afterEach(async () => {
 });
 afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  recordFigures({ scenario: 'remote cache faults (bad token, signatures, tampering, server death)', runs: faults.planned, failures: faults.planned - faults.passed });
 });
 async function server(opts: Parameters<typeof startRemoteCache>[0] = {}): Promise<RemoteCacheServer> {
   const s = await startRemoteCache(opts);
@@ -139,6 +150,7 @@ describe('remote cache (turborepo-remote-cache on loopback)', () => {
   });
 
   it('a wrong token: one warning, a local build, exit 0', async () => {
+    const done = faultCases(1);
     const s = await server();
     const res = await build(checkout(), remoteEnv(s, { OSVB_REMOTE_CACHE_TOKEN: 'wrong' }));
     expect(res.exitCode, res.stderr).toBe(0);
@@ -146,9 +158,11 @@ describe('remote cache (turborepo-remote-cache on loopback)', () => {
     expect(res.stderr.match(/warning: remote cache/g)).toHaveLength(1);
     expect(res.stderr).toMatch(/401/);
     expect(s.files()).toEqual([]);
+    done();
   });
 
   it('signed artifacts: the same key verifies; a wrong key, an unsigned artifact and a tampered one are rejected and built locally', async () => {
+    const done = faultCases(3);
     const s = await server({ signatureKey: 'server-stores-tags' });
     const signed = remoteEnv(s, { OSVB_REMOTE_CACHE_SIGNATURE_KEY: 'k1' });
     expect((await build(checkout(), signed)).makes).toBe(2);
@@ -176,18 +190,22 @@ describe('remote cache (turborepo-remote-cache on loopback)', () => {
     const unsigned = await build(checkout(), remoteEnv(s));
     expect(unsigned.makes).toBe(2);
     expect(unsigned.stderr).toMatch(/rejected: (its checksum does not match|an inline blob does not match its digest|its content does not match its digest|it is not a valid record)/);
+    done();
   });
 
   it('an unsigned artifact is rejected when signing is on', async () => {
+    const done = faultCases(1);
     // A server without a signature key of its own keeps and returns no tags at all.
     const s = await server();
     expect((await build(checkout(), remoteEnv(s))).makes).toBe(2);
     const res = await build(checkout(), remoteEnv(s, { OSVB_REMOTE_CACHE_SIGNATURE_KEY: 'k1' }));
     expect(res.makes).toBe(2);
     expect(res.stderr).toMatch(/rejected: it is not signed/);
+    done();
   });
 
   it('a server that dies mid-build: the build succeeds locally, with one warning', async () => {
+    const done = faultCases(1);
     const s = await server();
     const root = scratch();
     writeTree(root, {
@@ -210,6 +228,7 @@ describe('remote cache (turborepo-remote-cache on loopback)', () => {
     expect(fs.readFileSync(path.join(root, 'modules/after/out.txt'), 'utf8')).toBe('after\n');
     expect(res.stderr.match(/warning: remote cache/g)).toHaveLength(1);
     expect(res.stderr).toMatch(/not used for the rest of this build/);
+    done();
   });
 
   it('a bad remote cache URL or mode is a usage error', async () => {
