@@ -19,40 +19,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { generateTree } from '../gen-tree/gen-tree.mjs';
 import { REPO, createNxWorkspace, nx, packPackages } from '../nxws/workspace.mjs';
+import { benchOptions, log, median } from './common.mjs';
 
-function parseArgs(argv) {
-  const o = { modules: 500, runs: 5, work: undefined, keep: false, json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--modules') o.modules = Number(val());
-    else if (a === '--runs') o.runs = Number(val());
-    else if (a === '--work') o.work = val();
-    else if (a === '--keep') o.keep = true;
-    else if (a === '--json') o.json = true;
-    else if (a === '-h' || a === '--help') {
-      console.log('usage: node tools/bench/nx.mjs [--modules 500] [--runs 5] [--work DIR] [--keep] [--json]');
-      process.exit(0);
-    } else throw new Error(`unknown option ${a}`);
-  }
-  if (!(o.runs >= 1) || !(o.modules >= 1)) throw new Error('--runs and --modules must be ≥ 1');
-  return o;
-}
-
-const opts = parseArgs(process.argv.slice(2));
+const opts = benchOptions('usage: node tools/bench/nx.mjs [--modules 500] [--runs 5] [--work DIR] [--keep] [--json]', { modules: 500, runs: 5, work: undefined, keep: false, json: false });
+if (!(opts.runs >= 1) || !(opts.modules >= 1)) throw new Error('--runs and --modules must be ≥ 1');
 if (!fs.existsSync(path.join(REPO, 'packages/nx/dist/plugin.js'))) {
   console.error('run `npm run build` first (packages/nx/dist is missing)');
   process.exit(2);
 }
-const log = (s) => process.stderr.write(s + '\n');
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const ms = (x) => `${x.toFixed(0)} ms`;
 
 const work = opts.work ?? fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-bench-nx-'));

@@ -17,45 +17,16 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { generateTree } from '../gen-tree/gen-tree.mjs';
+import { OSVB, REPO, benchOptions, log, median } from './common.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const OSVB = path.join(REPO, 'packages/cli/bin/osvb.js');
 
-function parseArgs(argv) {
-  const o = { modules: 100, edits: 10, work: undefined, keep: false, json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--modules') o.modules = Number(val());
-    else if (a === '--edits') o.edits = Number(val());
-    else if (a === '--work') o.work = val();
-    else if (a === '--keep') o.keep = true;
-    else if (a === '--json') o.json = true;
-    else if (a === '-h' || a === '--help') {
-      console.log('usage: node tools/bench/watch.mjs [--modules 100] [--edits 10] [--work DIR] [--keep] [--json]');
-      process.exit(0);
-    } else throw new Error(`unknown option ${a}`);
-  }
-  if (!(o.modules >= 2) || !(o.edits >= 1)) throw new Error('--modules must be ≥ 2 and --edits ≥ 1');
-  return o;
-}
-
-const opts = parseArgs(process.argv.slice(2));
+const opts = benchOptions('usage: node tools/bench/watch.mjs [--modules 100] [--edits 10] [--work DIR] [--keep] [--json]', { modules: 100, edits: 10, work: undefined, keep: false, json: false });
+if (!(opts.modules >= 2) || !(opts.edits >= 1)) throw new Error('--modules must be ≥ 2 and --edits ≥ 1');
 if (!fs.existsSync(path.join(REPO, 'packages/cli/dist/osvb.mjs'))) {
   console.error('run `npm run build` first');
   process.exit(2);
 }
-const log = (s) => process.stderr.write(s + '\n');
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const work = opts.work ?? fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-bench-watch-'));

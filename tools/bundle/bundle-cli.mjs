@@ -9,28 +9,27 @@ import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-await build({
-  entryPoints: [path.join(root, 'packages/cli/dist/main.js')],
-  outfile: path.join(root, 'packages/cli/dist/osvb.mjs'),
+/** ESM for Node 20; `require` for the CommonJS dependencies; loaded-on-demand ones stay external. */
+const common = {
   bundle: true,
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['execa', 'jsonc-parser', 'ajv'],
   banner: { js: "import { createRequire as __osvbCreateRequire } from 'node:module'; const require = __osvbCreateRequire(import.meta.url);" },
   logLevel: 'warning',
   sourcemap: 'linked',
-});
+};
+const lazy = ['execa', 'jsonc-parser', 'ajv'];
 
 await build({
+  ...common,
+  entryPoints: [path.join(root, 'packages/cli/dist/main.js')],
+  outfile: path.join(root, 'packages/cli/dist/osvb.mjs'),
+  external: lazy,
+});
+await build({
+  ...common,
   entryPoints: [path.join(root, 'packages/nx/dist/plugin.js')],
   outfile: path.join(root, 'packages/nx/dist/plugin.bundle.mjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  external: ['execa', 'jsonc-parser', 'ajv', '@nx/devkit', 'nx'],
-  banner: { js: "import { createRequire as __osvbCreateRequire } from 'node:module'; const require = __osvbCreateRequire(import.meta.url);" },
-  logLevel: 'warning',
-  sourcemap: 'linked',
+  external: [...lazy, '@nx/devkit', 'nx'],
 });

@@ -4,7 +4,7 @@
  * `--append-manifest`, …) are taken out first, because their forms are not getopt forms.
  */
 import { parseArgs } from 'node:util';
-import { OsvbError, remoteCacheConfig, type RemoteCacheConfig } from '@osv-build/engine';
+import { OsvbError, remoteCacheConfig, type BuildOptions, type RemoteCacheConfig } from '@osv-build/engine';
 
 const WORD_FLAGS = new Set(['--append-manifest', '--create-disk', '--create-zfs-disk', '--use-openzfs']);
 
@@ -95,6 +95,22 @@ export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watc
     help: v.help ?? false,
     debounceMs,
     remoteCache: remoteFrom(v['remote-cache'], v['remote-cache-mode']),
+  };
+}
+
+/** The engine options that `osvb build`, `manifest` and `watch` take alike. */
+export function engineOptions(args: ParsedBuildArgs): Omit<BuildOptions, 'reporter' | 'signal'> {
+  return {
+    words: args.words,
+    osvBase: args.osvBase,
+    buildPath: args.buildPath,
+    compat: args.compat,
+    keepGoing: args.keepGoing,
+    libgccSDir: args.libgccSDir,
+    cacheDir: args.cacheDir,
+    ...(args.ociDir ? { ociDir: args.ociDir } : {}),
+    requireImage: args.requireImage,
+    remoteCache: args.remoteCache,
   };
 }
 

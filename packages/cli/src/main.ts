@@ -1,7 +1,7 @@
 /** The osvb command line: a thin shell over @osv-build/engine. */
 import { readFileSync } from 'node:fs';
 import { build, expandGeneratedManifest, isOsvbError, jsonReporter, OsvbError, textReporter, type Reporter } from '@osv-build/engine';
-import { parseBuildArgs, type ParsedBuildArgs } from './args.js';
+import { engineOptions, parseBuildArgs, type ParsedBuildArgs } from './args.js';
 import { runCache, runExplain } from './commands.js';
 import { runImageCommand } from './imagecmds.js';
 import { runRofs } from './rofs.js';
@@ -32,16 +32,7 @@ async function runBuild(argv: string[], printManifest: boolean): Promise<number>
   try {
     const reporter = reporterFor(args);
     const result = await build({
-      words: args.words,
-      osvBase: args.osvBase,
-      buildPath: args.buildPath,
-      compat: args.compat,
-      keepGoing: args.keepGoing,
-      libgccSDir: args.libgccSDir,
-      cacheDir: args.cacheDir,
-      ...(args.ociDir ? { ociDir: args.ociDir } : {}),
-      requireImage: args.requireImage,
-      remoteCache: args.remoteCache,
+      ...engineOptions(args),
       ...(command ? { command } : {}),
       reporter,
       signal: controller.signal,

@@ -1,6 +1,6 @@
 /** `osvb watch`: build, then rebuild on every change until Ctrl-C; one line per build. */
 import { describeCycle, jsonReporter, textReporter, watchBuild, type BuildEvent, type Reporter, type WatchCycle } from '@osv-build/engine';
-import { parseBuildArgs } from './args.js';
+import { engineOptions, parseBuildArgs } from './args.js';
 import { WATCH_HELP } from './help.js';
 
 function cycleJson(c: WatchCycle): string {
@@ -50,16 +50,7 @@ export async function runWatch(argv: string[]): Promise<number> {
       };
   try {
     await watchBuild({
-      words: args.words,
-      osvBase: args.osvBase,
-      buildPath: args.buildPath,
-      compat: args.compat,
-      keepGoing: args.keepGoing,
-      libgccSDir: args.libgccSDir,
-      cacheDir: args.cacheDir,
-      ...(args.ociDir ? { ociDir: args.ociDir } : {}),
-      requireImage: args.requireImage,
-      remoteCache: args.remoteCache,
+      ...engineOptions(args),
       ...(args.debounceMs !== undefined ? { debounceMs: args.debounceMs } : {}),
       reporter,
       streamMakeOutput: args.verbose,

@@ -30,6 +30,7 @@ export type OsvbErrorCode =
   | 'OSVB_BOOTFS_NAME'
   | 'OSVB_EXPORT_PATH'
   | 'OSVB_EXPORT_CONFLICT'
+  | 'OSVB_EXPORT_LINK'
   | 'OSVB_OCI'
   | 'OSVB_MAKE_FAILED'
   | 'OSVB_MAKE_MISSING'

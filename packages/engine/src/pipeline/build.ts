@@ -28,6 +28,7 @@ import {
   fingerprintHolds,
   keyVariables,
   moduleKey,
+  mapStrings,
   moduleKeyInputs,
   placeholders,
   recordDigest,
@@ -672,16 +673,9 @@ function remoteEvalKey(resolved: ResolvedBuild): string {
   return digestString(canonicalJson({ engine: ENGINE_VERSION, buildPath: ph(resolved.buildPath), spec: resolved.words.spec, python: resolved.python }));
 }
 
+/** Paths in an evaluation record, `S:`/`L:` stat keys included (path absolute, or a placeholder once portable). */
 function mapPaths(v: unknown, f: (s: string) => string): unknown {
-  // Stat records are `S:path` / `L:path` (the path absolute, or a placeholder once portable).
-  if (typeof v === 'string') return /^[SL]:(\/|\$\{)/.test(v) ? v.slice(0, 2) + f(v.slice(2)) : f(v);
-  if (Array.isArray(v)) return v.map((x) => mapPaths(x, f));
-  if (v && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = mapPaths(x, f);
-    return out;
-  }
-  return v;
+  return mapStrings(v, (s) => (/^[SL]:(\/|\$\{)/.test(s) ? s.slice(0, 2) + f(s.slice(2)) : f(s)));
 }
 
 function shareEvalRecord(remote: RemoteCache, resolved: ResolvedBuild, record: EvalRecord): void {

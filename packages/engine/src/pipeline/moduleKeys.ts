@@ -53,7 +53,8 @@ export function placeholders(ctx: Pick<KeyContext, 'osvBase' | 'buildPath'>): (s
   };
 }
 
-function mapStrings(v: unknown, f: (s: string) => string): unknown {
+/** Apply `f` to every string in a JSON-like value (object keys unchanged). */
+export function mapStrings(v: unknown, f: (s: string) => string): unknown {
   if (typeof v === 'string') return f(v);
   if (Array.isArray(v)) return v.map((x) => mapStrings(x, f));
   if (v && typeof v === 'object') {

@@ -25,33 +25,42 @@ export function anchorWords(words: readonly string[], base: string): string[] {
   });
 }
 
+/** Run `fn` with a signal that SIGINT/SIGTERM abort (the engine then stops make's process group). */
+export async function withStopSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return await fn(controller.signal);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
 export async function runEngineBuild(options: CommonExecutorOptions, context: ExecutorContext, extra: Partial<BuildOptions> & { words: string[] }): Promise<{ success: boolean }> {
   const base = path.resolve(context.root, options.osvBase);
   const verbose = options.verbose ?? context.isVerbose;
-  const controller = new AbortController();
-  const onSignal = (): void => controller.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    await build({
-      osvBase: base,
-      ...(options.buildPath ? { buildPath: path.resolve(context.root, options.buildPath) } : {}),
-      ...(options.cacheDir ? { cacheDir: path.resolve(context.root, options.cacheDir) } : {}),
-      ...(options.jobs ? { concurrency: options.jobs } : {}),
-      reporter: textReporter({ verbose, write: (s) => process.stdout.write(s + '\n') }),
-      streamMakeOutput: verbose,
-      signal: controller.signal,
-      ...extra,
-      words: anchorWords(extra.words, base),
-    });
-    return { success: true };
-  } catch (e) {
-    const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-    process.stderr.write(err.format() + '\n');
-    if (verbose && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
-    return { success: false };
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  return withStopSignals(async (signal) => {
+    try {
+      await build({
+        osvBase: base,
+        ...(options.buildPath ? { buildPath: path.resolve(context.root, options.buildPath) } : {}),
+        ...(options.cacheDir ? { cacheDir: path.resolve(context.root, options.cacheDir) } : {}),
+        ...(options.jobs ? { concurrency: options.jobs } : {}),
+        reporter: textReporter({ verbose, write: (s) => process.stdout.write(s + '\n') }),
+        streamMakeOutput: verbose,
+        signal,
+        ...extra,
+        words: anchorWords(extra.words, base),
+      });
+      return { success: true };
+    } catch (e) {
+      const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      process.stderr.write(err.format() + '\n');
+      if (verbose && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
+      return { success: false };
+    }
+  });
 }

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
 import { describeCycle, textReporter, watchBuild, type BuildEvent } from '@osv-build/engine';
-import { anchorWords } from './run.js';
+import { anchorWords, withStopSignals } from './run.js';
 import type { ImageExecutorOptions } from './image.js';
 
 export interface WatchExecutorOptions extends ImageExecutorOptions {
@@ -13,12 +13,8 @@ export interface WatchExecutorOptions extends ImageExecutorOptions {
 export default async function watchExecutor(options: WatchExecutorOptions, context: ExecutorContext): Promise<{ success: boolean }> {
   const base = path.resolve(context.root, options.osvBase);
   const verbose = options.verbose ?? context.isVerbose;
-  const controller = new AbortController();
-  const stop = (): void => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
   const text = textReporter({ verbose, write: (s) => process.stderr.write(s + '\n') });
-  try {
+  return withStopSignals(async (signal) => {
     await watchBuild({
       osvBase: base,
       words: anchorWords(options.words ?? [], base),
@@ -33,18 +29,15 @@ export default async function watchExecutor(options: WatchExecutorOptions, conte
         if (verbose || e.type === 'warning' || e.type === 'module-py-output') text(e);
       },
       streamMakeOutput: verbose,
-      signal: controller.signal,
+      signal,
       onCycle: (c) => {
         process.stdout.write(describeCycle(c) + '\n');
         if (!c.ok && c.error) process.stderr.write(c.error.format() + '\n');
       },
       onWatching: (info) => {
-        if (!controller.signal.aborted) process.stdout.write(`watching ${info.paths} paths\n`);
+        if (!signal.aborted) process.stdout.write(`watching ${info.paths} paths\n`);
       },
     });
     return { success: true };
-  } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-  }
+  });
 }

@@ -314,3 +314,20 @@ describe('export: .so stripping', () => {
     expect(fs.existsSync(path.join(root, 'libx-stripped.so'))).toBe(false);
   });
 });
+
+describe('links', () => {
+  it('a link with an empty target ("->") is a clear error naming the line, and nothing is written', () => {
+    const root = tempDir();
+    const out = path.join(root, 'out');
+    let err: unknown;
+    try {
+      exportManifest('/a/b: ->\n', 'usr.manifest', out, options(root, root));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(OsvbError);
+    expect((err as OsvbError).code).toBe('OSVB_EXPORT_LINK');
+    expect((err as OsvbError).location).toEqual({ file: 'usr.manifest', line: 1 });
+    expect(fs.existsSync(path.join(out, 'a'))).toBe(false);
+  });
+});

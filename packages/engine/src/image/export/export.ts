@@ -132,6 +132,10 @@ export function planExport(manifestText: string, file: string, opts: Omit<Export
     }
   };
   const addLink = (rel: string, target: string, line: number): void => {
+    if (target === '') {
+      // A symbolic link cannot have an empty target (export_manifest.py crashes on it).
+      throw new OsvbError('OSVB_EXPORT_LINK', `cannot export "/${rel}" as a symbolic link with an empty target ("->" names no target)`, { location: { file, line } });
+    }
     makedirs(parentOf(rel), line);
     if (kindAt(rel) !== undefined) {
       throw new OsvbError('OSVB_EXPORT_CONFLICT', `cannot create link "/${rel}" -> ${target}: the path is already exported as ${rel === '' ? 'the export directory' : describe(rel)}`, {
