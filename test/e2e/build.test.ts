@@ -262,3 +262,17 @@ describe('help', () => {
     expect(res.stdout).toContain('--compat=osv');
   });
 });
+
+describe('environment', () => {
+  it('an empty OSV_BUILD_PATH or OSV_BASE counts as unset (outputs never land in the current directory)', async () => {
+    const root = scratch();
+    const base = path.join(root, 'osv');
+    copyExample(base);
+    const cwd = path.join(root, 'elsewhere');
+    fs.mkdirSync(cwd);
+    const res = await osvb(['build', '--osv-base', base], { cwd, env: { OSV_BUILD_PATH: '', OSV_BASE: '' } });
+    expect(res.exitCode, res.stderr).toBe(0);
+    expect(fs.readdirSync(cwd)).toEqual([]);
+    expect(fs.existsSync(path.join(base, 'build/release/usr.manifest'))).toBe(true);
+  });
+});

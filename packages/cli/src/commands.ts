@@ -72,7 +72,7 @@ export async function runCache(argv: string[]): Promise<number> {
     process.stdout.write(CACHE_HELP);
     return values.help ? 0 : 2;
   }
-  const base = path.resolve(values['osv-base'] ?? process.env['OSV_BASE'] ?? process.cwd());
+  const base = path.resolve(values['osv-base'] ?? (process.env['OSV_BASE'] || undefined) ?? process.cwd());
   const dir = path.resolve(values['cache-dir'] ?? process.env['OSVB_CACHE_DIR'] ?? path.join(base, '.osvb', 'cache'));
   const cache = new LocalCache(dir);
   const print = (obj: Record<string, unknown>, text: string): void => {

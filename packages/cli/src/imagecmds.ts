@@ -92,7 +92,7 @@ export async function runImageCommand(cmd: 'bootfs' | 'export', argv: string[]):
 
   const defines = parseDefines(v.define ?? []);
   const cwd = process.cwd();
-  const osvBase = path.resolve(v['osv-base'] ?? process.env['OSV_BASE'] ?? path.join(cwd, '..', '..'));
+  const osvBase = path.resolve(v['osv-base'] ?? (process.env['OSV_BASE'] || undefined) ?? path.join(cwd, '..', '..'));
   const cacheDir = path.resolve(v['cache-dir'] ?? process.env['OSVB_CACHE_DIR'] ?? path.join(osvBase, '.osvb', 'cache'));
   const strip = {
     strip: process.env['STRIP'] || 'strip',

@@ -109,7 +109,7 @@ async function runBuildImage(argv: string[]): Promise<number> {
   if (compat !== 'osv' && compat !== 'default') throw usage(`--compat=${compat}: expected --compat=osv (or --compat=default)`);
   const defines = parseDefines(values.define ?? []);
   const cwd = process.cwd();
-  const osvBase = path.resolve(values['osv-base'] ?? process.env['OSV_BASE'] ?? path.join(cwd, '..', '..'));
+  const osvBase = path.resolve(values['osv-base'] ?? (process.env['OSV_BASE'] || undefined) ?? path.join(cwd, '..', '..'));
   const cacheDir = path.resolve(values['cache-dir'] ?? process.env['OSVB_CACHE_DIR'] ?? path.join(osvBase, '.osvb', 'cache'));
   const warn = (text: string): void => {
     process.stderr.write(text + '\n');

@@ -122,14 +122,16 @@ export interface BuildResult extends BuildPlan {
 export function resolveBuild(opts: BuildOptions): ResolvedBuild {
   const baseEnv = opts.env ?? process.env;
   const words = parseBuildWords(opts.words);
-  const osvBase = path.resolve(opts.osvBase ?? baseEnv['OSV_BASE'] ?? process.cwd());
+  // An empty variable counts as unset (path.resolve('') would be the current directory).
+  const fromEnv = (name: string): string | undefined => baseEnv[name] || undefined;
+  const osvBase = path.resolve(opts.osvBase ?? fromEnv('OSV_BASE') ?? process.cwd());
   if (!fs.existsSync(path.join(osvBase, 'config.json'))) {
     throw new OsvbError('OSVB_CONFIG_MISSING', `${osvBase} is not an OSv base: it has no config.json`, {
       hint: 'run osvb in an OSv source tree, or pass --osv-base DIR (or set OSV_BASE)',
     });
   }
-  const buildPath = path.resolve(opts.buildPath ?? baseEnv['OSV_BUILD_PATH'] ?? path.join(osvBase, 'build', words.mode));
-  const cacheDir = path.resolve(opts.cacheDir ?? baseEnv['OSVB_CACHE_DIR'] ?? path.join(osvBase, '.osvb', 'cache'));
+  const buildPath = path.resolve(opts.buildPath ?? fromEnv('OSV_BUILD_PATH') ?? path.join(osvBase, 'build', words.mode));
+  const cacheDir = path.resolve(opts.cacheDir ?? fromEnv('OSVB_CACHE_DIR') ?? path.join(osvBase, '.osvb', 'cache'));
   const arch = words.arch ?? hostArch();
   let libgccSDir = opts.libgccSDir ?? words.vars['libgcc_s_dir'];
   let compiler: string | undefined;

@@ -92,7 +92,7 @@ export function noopMemoFileForArgs(argv: readonly string[], cwd: string, env: R
     else if (a === '--cache-dir') cacheDir = argv[++i];
     else if (a.startsWith('--cache-dir=')) cacheDir = a.slice('--cache-dir='.length);
   }
-  const osvBase = path.resolve(cwd, base ?? env['OSV_BASE'] ?? cwd);
+  const osvBase = path.resolve(cwd, base ?? (env['OSV_BASE'] || undefined) ?? cwd);
   const dir = path.resolve(cwd, cacheDir ?? env['OSVB_CACHE_DIR'] ?? path.join(osvBase, '.osvb', 'cache'));
   return noopMemoFile(dir, osvBase);
 }
