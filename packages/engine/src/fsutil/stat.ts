@@ -52,12 +52,7 @@ export function findOnPath(cmd: string, pathVar: string | undefined): string | u
  * signatures mean "not changed" for the caches that compare them.
  */
 export function statSignature(p: string, follow: boolean): string {
-  let st: fs.Stats | undefined;
-  try {
-    st = follow ? fs.statSync(p, { throwIfNoEntry: false }) : fs.lstatSync(p, { throwIfNoEntry: false });
-  } catch {
-    return '-';
-  }
+  const st = follow ? statQuiet(p) : lstatQuiet(p);
   if (!st) return '-';
   const kind = st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o';
   return `${kind}:${st.size}:${st.mtimeMs}:${st.ino}:${st.mode}`;

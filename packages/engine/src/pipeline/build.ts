@@ -389,12 +389,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // Fetch what the remote has for every module the local cache lacks, many at a time, before the
   // graph runs: the graph then restores from the local cache (round trips overlap, not makes).
   if (remote?.canRead) {
+    // Not for modules last built here under the same key (the graph finds them up to date or
+    // in the local cache) — no stat work added to every build that has a remote.
     const want = withMakefile.filter((name) => {
       const key = keys.get(name) as string;
-      const prev = state.get(name);
-      const m = byName.get(name) as EvaluatedModule;
-      if (prev && prev.key === key && prev.outputSigs && outputsHold(m.dir, prev.outputSigs)) return false;
-      return !cache.hasAction(BUILD_NAMESPACE, key);
+      return state.get(name)?.key !== key && !cache.hasAction(BUILD_NAMESPACE, key);
     });
     const limit = pLimit(16);
     await Promise.all(want.map((name) => limit(() => fetchFromRemote(remote, cache, keys.get(name) as string, prefetched))));

@@ -17,7 +17,7 @@ import { loadOsvConfig, type OsvConfig } from '../config/index.js';
 import { parseImageSpec, PythonWorker, resolveInterpreter } from '../evaluate/index.js';
 import { LocalCache } from '../cache/index.js';
 import { initHashing, StatCache } from '../hash/index.js';
-import { writeFileAtomic } from '../fsutil/index.js';
+import { statQuiet, writeFileAtomic } from '../fsutil/index.js';
 import { ENGINE_VERSION } from '../version.js';
 import type { Reporter } from '../report/index.js';
 import { evaluateCached, resolveBuild, type BuildOptions, type ResolvedBuild } from './build.js';
@@ -125,12 +125,8 @@ function readStored(file: string): StoredDescription | undefined {
 }
 
 function dirSignature(p: string): string | null {
-  try {
-    const st = fs.statSync(p);
-    return st.isDirectory() ? `${st.mtimeMs}:${st.ino}` : null;
-  } catch {
-    return null;
-  }
+  const st = statQuiet(p);
+  return st?.isDirectory() ? `${st.mtimeMs}:${st.ino}` : null;
 }
 
 interface Candidate {

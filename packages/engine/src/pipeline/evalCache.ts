@@ -5,6 +5,7 @@
  * module.py that writes files or runs a shell command is never cached.
  */
 import * as fs from 'node:fs';
+import { lstatQuiet, statQuiet } from '../fsutil/index.js';
 import { canonicalJson, digestString, digestValue, type Digest, type StatCache } from '../hash/index.js';
 import type { LocalCache } from '../cache/index.js';
 import type { EvaluationReads, EvaluationResult } from '../evaluate/index.js';
@@ -29,12 +30,7 @@ export interface EvalRecord {
 export const EVAL_NAMESPACE = 'eval';
 
 function kindOf(p: string, follow: boolean): string {
-  let st: fs.Stats | undefined;
-  try {
-    st = follow ? fs.statSync(p, { throwIfNoEntry: false }) : fs.lstatSync(p, { throwIfNoEntry: false });
-  } catch {
-    return 'missing';
-  }
+  const st = follow ? statQuiet(p) : lstatQuiet(p);
   if (!st) return 'missing';
   if (st.isSymbolicLink()) return 'link';
   if (st.isDirectory()) return 'dir';

@@ -126,13 +126,17 @@ function ioError(what: string, e: unknown): OsvbError {
   return new OsvbError('OSVB_IO', `${what}: ${err.code ?? ''} ${err.message ?? String(e)}`.replace(/\s+/g, ' '), { cause: e });
 }
 
+/** Why a source could not be opened, in the words the errors use. */
+function unopenable(code: string | undefined, fallback: string): string {
+  return code === 'ENOENT' || code === 'ENOTDIR' ? 'does not exist' : `cannot be read (${code ?? fallback})`;
+}
+
 function openSource(f: PathedFile): number {
   try {
     return fs.openSync(f.node.source, 'r');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' || code === 'ENOTDIR' ? 'does not exist' : `cannot be read (${code ?? String(e)})`;
-    throw inputError(f, why, e);
+    throw inputError(f, unopenable(code, String(e)), e);
   }
 }
 
@@ -510,10 +514,7 @@ function readAheadInto(files: readonly PathedFile[], fd: number, hasher: Hasher 
     if (!(e instanceof ReadAheadFailure)) throw e;
     const f = files[e.index] as PathedFile;
     const size = f.node.size ?? 0;
-    if (e.kind === 'open') {
-      const why = e.code === 'ENOENT' || e.code === 'ENOTDIR' ? 'does not exist' : `cannot be read (${e.code ?? e.detail})`;
-      throw inputError(f, why, e);
-    }
+    if (e.kind === 'open') throw inputError(f, unopenable(e.code, e.detail), e);
     if (e.kind === 'more') throw changedError({ ...f, size }, 'it has more');
     if (e.kind === 'short') throw changedError({ ...f, size }, `it has ${e.got}`);
     throw inputError(f, `could not be read: ${e.detail}`, e);
