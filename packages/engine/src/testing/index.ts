@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, expect } from 'vitest';
+import { afterAll, afterEach, expect } from 'vitest';
 import { OsvbError } from '../errors/index.js';
 
 /** Run fn, expect it to throw an OsvbError, and return that error for further assertions. */
@@ -18,11 +18,12 @@ export function error(fn: () => unknown): OsvbError {
 
 /**
  * A temp-directory factory for one test file: each directory is a real path (links resolved)
- * and is removed after each test.
+ * and is removed after each test, or after the whole file with `after: 'all'` (for
+ * directories a describe block shares between its tests).
  */
-export function useTempDirs(prefix: string): () => string {
+export function useTempDirs(prefix: string, after: 'each' | 'all' = 'each'): () => string {
   let made: string[] = [];
-  afterEach(() => {
+  (after === 'each' ? afterEach : afterAll)(() => {
     for (const d of made) fs.rmSync(d, { recursive: true, force: true });
     made = [];
   });

@@ -5,15 +5,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import type { WalkOrder } from '../../fsutil/index.js';
 import { listRofs } from './reader.js';
 import { buildRofsTree } from './tree.js';
 import { writeRofsImage } from './writer.js';
+import { useTempDirs } from '../../testing/index.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const TESTDATA = path.join(HERE, 'testdata');
@@ -21,15 +21,7 @@ const OSV_REF = process.env['OSV_REF'] ?? '/work/ref/osv';
 const GEN_ROFS = path.join(OSV_REF, 'scripts', 'gen-rofs-img.py');
 const haveOsv = fs.existsSync(GEN_ROFS) && spawnSync('python3', ['--version']).status === 0;
 
-const temps: string[] = [];
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-rofs-'));
-  temps.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs('osvb-rofs-', 'all');
 
 interface Case {
   description: string;

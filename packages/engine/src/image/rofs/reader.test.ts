@@ -1,27 +1,19 @@
 /** The ROFS reader: round trips, corrupt images, safe extraction. */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { extractRofs, listRofs, RofsImage, readRofsFile } from './reader.js';
 import { rofsDir, type RofsDir, type RofsTree } from './tree.js';
 import { writeRofsImage } from './writer.js';
+import { useTempDirs } from '../../testing/index.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const TESTDATA = path.join(HERE, 'testdata');
 
-const temps: string[] = [];
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-rofs-reader-'));
-  temps.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs('osvb-rofs-reader-', 'all');
 
 function expected(name: string): Buffer {
   return fs.readFileSync(path.join(TESTDATA, name, 'expected.img'));

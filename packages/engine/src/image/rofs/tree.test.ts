@@ -1,22 +1,14 @@
 /** Building the ROFS tree from a manifest (spec §8.1; §13 cases 68, 69, 74, 75, 81, 82). */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { expandEntry } from '../../manifest/index.js';
 import { buildRofsTree, type RofsDir, type RofsNode, type RofsTree } from './tree.js';
+import { useTempDirs } from '../../testing/index.js';
 
-const temps: string[] = [];
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-rofs-tree-'));
-  temps.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs('osvb-rofs-tree-', 'all');
 
 type Plain = string | { [name: string]: Plain };
 

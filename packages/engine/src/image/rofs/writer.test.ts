@@ -1,22 +1,14 @@
 /** The ROFS writer: streaming, atomic full writes, incremental in-place updates. */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { listRofs, readRofsFile } from './reader.js';
 import { buildRofsTree, rofsDir, rofsFileFrom, type RofsTree } from './tree.js';
 import { defaultLayoutPath, writeRofsImage } from './writer.js';
+import { useTempDirs } from '../../testing/index.js';
 
-const temps: string[] = [];
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-rofs-writer-'));
-  temps.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of temps) fs.rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs('osvb-rofs-writer-', 'all');
 
 /** Deterministic bytes. */
 function bytes(n: number, seed: number): Buffer {
