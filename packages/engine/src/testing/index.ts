@@ -1,4 +1,5 @@
 /** Helpers for the engine's unit tests (not part of the built package). */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -32,4 +33,14 @@ export function useTempDirs(prefix: string, after: 'each' | 'all' = 'each'): () 
     made.push(d);
     return d;
   };
+}
+
+/** An ELF executable to strip, when `strip` ($STRIP) and one are available (tests of .so stripping). */
+export function strippableElf(): string | undefined {
+  try {
+    execFileSync(process.env['STRIP'] ?? 'strip', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  return ['/bin/true', '/usr/bin/true'].find((p) => fs.existsSync(p));
 }

@@ -7,7 +7,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { initHashing } from '../../hash/index.js';
 import { writeBootfs, type BootfsOptions } from './index.js';
-import { useTempDirs } from '../../testing/index.js';
+import { useTempDirs, strippableElf } from '../../testing/index.js';
 
 /**
  * Fixture cases: testdata/CASE.json describes a host tree and a manifest; CASE.bin and CASE.d
@@ -200,16 +200,8 @@ describe('bootfs: errors instead of mkbootfs crashes', () => {
   });
 });
 
-function hasStrip(): boolean {
-  try {
-    execFileSync(process.env['STRIP'] ?? 'strip', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const elf = ['/bin/true', '/usr/bin/true'].find((p) => fs.existsSync(p));
-const canStrip = hasStrip() && elf !== undefined;
+const elf = strippableElf();
+const canStrip = elf !== undefined;
 if (!canStrip) console.log('bootfs strip test skipped: needs `strip` and /bin/true');
 
 describe('bootfs: .so stripping', () => {

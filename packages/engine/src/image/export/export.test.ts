@@ -8,7 +8,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { initHashing } from '../../hash/index.js';
 import { defaultExportRecordFile, exportManifest, type ExportOptions } from './index.js';
-import { useTempDirs } from '../../testing/index.js';
+import { useTempDirs, strippableElf } from '../../testing/index.js';
 
 /**
  * testdata/CASE.json: a host tree and a manifest; CASE.expected.json: the tree OSv's
@@ -284,16 +284,8 @@ describe('export: never writes outside the export directory', () => {
   });
 });
 
-function hasStrip(): boolean {
-  try {
-    execFileSync(process.env['STRIP'] ?? 'strip', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const elf = ['/bin/true', '/usr/bin/true'].find((p) => fs.existsSync(p));
-const canStrip = hasStrip() && elf !== undefined;
+const elf = strippableElf();
+const canStrip = elf !== undefined;
 if (!canStrip) console.log('export strip test skipped: needs `strip` and /bin/true');
 
 describe('export: .so stripping', () => {
