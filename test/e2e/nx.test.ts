@@ -57,6 +57,10 @@ afterAll(() => {
 });
 
 describe('@osv-build/nx in a real Nx workspace', () => {
+  it.runIf(process.platform === 'linux')('npm install built the native copier from its tarball (node-gyp, no download)', () => {
+    expect(fs.existsSync(path.join(ws, 'node_modules/@osv-build/native/build/Release/osvb_native.node'))).toBe(true);
+  });
+
   it('the init generator registers the plugin in nx.json, once', () => {
     const first = run(['g', '@osv-build/nx:init', '--bases=osv', '--words=fs=rofs']);
     expect(first.status, first.output).toBe(0);

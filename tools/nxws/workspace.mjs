@@ -14,10 +14,10 @@ export function nxEnv(extra = {}) {
   return { ...process.env, NX_DAEMON: 'false', NX_TUI: 'false', NX_NO_CLOUD: 'true', NX_SKIP_NX_CACHE: undefined, OSV_BASE: undefined, OSV_BUILD_PATH: undefined, ...extra };
 }
 
-/** `npm pack` the three packages (they must be built) into `dest`; returns name → tarball path. */
+/** `npm pack` the four packages (they must be built) into `dest`; returns name → tarball path. */
 export function packPackages(dest) {
   fs.mkdirSync(dest, { recursive: true });
-  const out = execFileSync('npm', ['pack', '--workspace', 'packages/engine', '--workspace', 'packages/cli', '--workspace', 'packages/nx', '--pack-destination', dest, '--json'], {
+  const out = execFileSync('npm', ['pack', '--workspace', 'packages/native', '--workspace', 'packages/engine', '--workspace', 'packages/cli', '--workspace', 'packages/nx', '--pack-destination', dest, '--json'], {
     cwd: REPO,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -40,12 +40,13 @@ export function createNxWorkspace(dir, packs) {
     devDependencies: {
       nx: NX_VERSION,
       '@nx/devkit': NX_VERSION,
+      '@osv-build/native': file('@osv-build/native'),
       '@osv-build/engine': file('@osv-build/engine'),
       '@osv-build/cli': file('@osv-build/cli'),
       '@osv-build/nx': file('@osv-build/nx'),
     },
-    // @osv-build/nx depends on @osv-build/engine 0.1.0, which is only in the tarball.
-    overrides: { '@osv-build/engine': file('@osv-build/engine') },
+    // @osv-build/nx depends on @osv-build/engine 0.1.0 (and it on @osv-build/native), only in the tarballs.
+    overrides: { '@osv-build/engine': file('@osv-build/engine'), '@osv-build/native': file('@osv-build/native') },
   };
   fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify(pkg, null, 2) + '\n');
   fs.writeFileSync(path.join(dir, 'nx.json'), '{}\n');

@@ -17,5 +17,6 @@ export {
   type RofsStripOptions,
 } from './tree.js';
 export { layoutRofs, type RofsLayout, type RofsLayoutFile } from './layout.js';
-export { writeRofsImage, defaultLayoutPath, type RofsWriteOptions, type RofsWriteStats } from './writer.js';
+export { writeRofsImage, defaultLayoutPath, type RofsCopier, type RofsWriteOptions, type RofsWriteStats } from './writer.js';
+export { nativeCopier } from './nativeCopy.js';
 export { RofsImage, listRofs, readRofsFile, extractRofs, type RofsSource, type RofsEntry, type RofsEntryKind, type RofsSuperblock } from './reader.js';

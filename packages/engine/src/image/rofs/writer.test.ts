@@ -5,10 +5,14 @@ import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { listRofs, readRofsFile } from './reader.js';
 import { buildRofsTree, rofsDir, rofsFileFrom, type RofsTree } from './tree.js';
-import { defaultLayoutPath, writeRofsImage } from './writer.js';
+import { nativeCopier } from './nativeCopy.js';
+import { defaultLayoutPath, writeRofsImage, type RofsCopier } from './writer.js';
 import { useTempDirs } from '../../testing/index.js';
 
 const tempDir = useTempDirs('osvb-rofs-writer-', 'all');
+
+/** Every way a full write can copy file data; the native ones where @osv-build/native is built (see nativeCopy.test.ts). */
+const COPIERS: RofsCopier[] = nativeCopier() ? ['plain', 'threads', 'native', 'native-plain-io'] : ['plain', 'threads'];
 
 /** Deterministic bytes. */
 function bytes(n: number, seed: number): Buffer {
@@ -56,7 +60,7 @@ function rewrite(file: string, data: Buffer): void {
   fs.utimesSync(file, t, t);
 }
 
-describe.each([false, true])('full writes (read-ahead thread: %s)', (readAhead) => {
+describe.each(COPIERS)('full writes (copier: %s)', (copier) => {
   it('are atomic: a failure leaves neither a temp file nor a partial image', async () => {
     const root = tempDir();
     const { build } = moduleTree(root);
@@ -64,7 +68,7 @@ describe.each([false, true])('full writes (read-ahead thread: %s)', (readAhead) 
     // A source that grows between building the tree and writing the image.
     fs.appendFileSync(path.join(build, 'mods/m3/f1'), 'more');
     const out = path.join(root, 'rofs.img');
-    await expect(writeRofsImage(tree, out, { incremental: false, readAhead })).rejects.toMatchObject({ code: 'OSVB_IO' });
+    await expect(writeRofsImage(tree, out, { incremental: false, copier })).rejects.toMatchObject({ code: 'OSVB_IO' });
     expect(fs.readdirSync(root)).toEqual(['build']);
   });
 
@@ -73,9 +77,9 @@ describe.each([false, true])('full writes (read-ahead thread: %s)', (readAhead) 
     const { build } = moduleTree(root);
     const tree = await treeOf(build);
     fs.truncateSync(path.join(build, 'mods/m5/f2'), 3);
-    await expect(writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false, readAhead })).rejects.toThrow(/changed while the image was written: expected \d+ bytes, it has 3/);
+    await expect(writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false, copier })).rejects.toThrow(/changed while the image was written: expected \d+ bytes, it has 3/);
     fs.rmSync(path.join(build, 'mods/m5/f2'));
-    const err = await writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false, readAhead }).catch((e: unknown) => e);
+    const err = await writeRofsImage(tree, path.join(root, 'a.img'), { incremental: false, copier }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OsvbError);
     expect((err as OsvbError).message).toMatch(/does not exist/);
     expect((err as OsvbError).location).toEqual({ file: 'usr.manifest', line: 23 });
@@ -93,12 +97,12 @@ describe.each([false, true])('full writes (read-ahead thread: %s)', (readAhead) 
     tree.root.entries.set('big', rofsFileFrom(big));
     tree.root.entries.set('t', rofsFileFrom(small));
     const out = path.join(root, 'big.img');
-    const stats = await writeRofsImage(tree, out, { incremental: false, readAhead });
+    const stats = await writeRofsImage(tree, out, { incremental: false, copier });
     expect(stats.bytesWritten).toBe(fs.statSync(out).size);
     expect(readRofsFile(out, '/big').equals(data)).toBe(true);
     expect(readRofsFile(out, '/t').toString()).toBe('small');
     fs.appendFileSync(big, 'x');
-    await expect(writeRofsImage(tree, out, { incremental: false, readAhead })).rejects.toThrow(/it has more/);
+    await expect(writeRofsImage(tree, out, { incremental: false, copier })).rejects.toThrow(/it has more/);
     expect(readRofsFile(out, '/big').equals(data)).toBe(true); // the old image is untouched
   });
 
@@ -108,10 +112,10 @@ describe.each([false, true])('full writes (read-ahead thread: %s)', (readAhead) 
     const tree = await treeOf(build);
     fs.writeFileSync(path.join(build, 'mods/m7/f1'), 'changed after the walk');
     const out = path.join(root, 'rofs.img');
-    await writeRofsImage(tree, out, { incremental: false, readAhead });
+    await writeRofsImage(tree, out, { incremental: false, copier });
     expect(readRofsFile(out, '/m7/f1').toString()).toBe('changed after the walk');
     const again = path.join(root, 'again.img');
-    await writeRofsImage(await treeOf(build), again, { incremental: false, readAhead });
+    await writeRofsImage(await treeOf(build), again, { incremental: false, copier });
     expect(fs.readFileSync(out).equals(fs.readFileSync(again))).toBe(true);
   });
 
@@ -119,9 +123,9 @@ describe.each([false, true])('full writes (read-ahead thread: %s)', (readAhead) 
     const root = tempDir();
     const { build } = moduleTree(root);
     const out = path.join(root, 'rofs.img');
-    await writeRofsImage(await treeOf(build), out, { incremental: true, readAhead });
+    await writeRofsImage(await treeOf(build), out, { incremental: true, copier });
     expect(fs.existsSync(defaultLayoutPath(out))).toBe(true);
-    await writeRofsImage(await treeOf(build), out, { incremental: false, readAhead });
+    await writeRofsImage(await treeOf(build), out, { incremental: false, copier });
     expect(fs.existsSync(defaultLayoutPath(out))).toBe(false);
   });
 });
@@ -335,7 +339,7 @@ describe('incremental updates', () => {
   });
 });
 
-describe('read-ahead thread', () => {
+describe('copiers side by side', () => {
   /** 300 files over 7 batches, some empty, one larger than the ring, listed or walked. */
   function bigTree(root: string, walk: boolean): string {
     const build = path.join(root, 'build');
@@ -360,24 +364,25 @@ describe('read-ahead thread', () => {
       const build = bigTree(root, walk);
       const images: Buffer[] = [];
       const digests: unknown[] = [];
-      for (const readAhead of [false, true]) {
+      for (const copier of COPIERS) {
         for (const incremental of [false, true]) {
-          const out = path.join(root, `${readAhead}-${incremental}.img`);
-          const stats = await writeRofsImage(await treeOf(build), out, { incremental, readAhead });
+          const out = path.join(root, `${copier}-${incremental}.img`);
+          const stats = await writeRofsImage(await treeOf(build), out, { incremental, copier });
           expect(stats.mode).toBe('full');
           expect(stats.bytesWritten).toBe(fs.statSync(out).size);
           images.push(fs.readFileSync(out));
           if (incremental) digests.push((JSON.parse(fs.readFileSync(defaultLayoutPath(out), 'utf8')) as { files: { digest: string[] } }).files.digest);
         }
       }
+      expect(images).toHaveLength(COPIERS.length * 2);
       for (const img of images.slice(1)) expect(img.equals(images[0] as Buffer)).toBe(true);
-      expect(digests[1]).toEqual(digests[0]);
+      for (const d of digests.slice(1)) expect(d).toEqual(digests[0]);
       expect((digests[0] as string[]).length).toBeGreaterThan(250);
-      expect(readRofsFile(path.join(root, 'true-false.img'), '/m3/f07').equals(fs.readFileSync(path.join(build, 'm3/f07')))).toBe(true);
+      expect(readRofsFile(path.join(root, 'threads-false.img'), '/m3/f07').equals(fs.readFileSync(path.join(build, 'm3/f07')))).toBe(true);
     });
   }
 
-  it('reports the first unreadable file in image order, with its manifest line, and leaves nothing behind', async () => {
+  it.each(COPIERS)('reports the first unreadable file in image order, with its manifest line, and leaves nothing behind (%s)', async (copier) => {
     const root = tempDir();
     const build = bigTree(root, false);
     const tree = await treeOf(build);
@@ -385,7 +390,7 @@ describe('read-ahead thread', () => {
     fs.rmSync(path.join(build, 'm4/f03'));
     const out = path.join(root, 'out', 'rofs.img');
     fs.mkdirSync(path.dirname(out));
-    const err = await writeRofsImage(tree, out, { incremental: false, readAhead: true }).catch((e: unknown) => e);
+    const err = await writeRofsImage(tree, out, { incremental: false, copier }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OsvbError);
     expect((err as OsvbError).code).toBe('OSVB_IMAGE_INPUT');
     expect((err as OsvbError).message).toMatch(/"m4\/f03" for guest path "\/m4\/f03" does not exist/);

@@ -27,6 +27,7 @@ import { OsvbError } from '../../errors/index.js';
 import { tempNameFor, writeFileAtomic } from '../../fsutil/index.js';
 import { blocksFor, ROFS_BLOCK } from './format.js';
 import { layoutRofs, orderedFiles, type RofsLayout, type RofsLayoutFile } from './layout.js';
+import { nativeCopier, startNativeCopy, type NativeCopyFailure } from './nativeCopy.js';
 import { copyWithReadAhead, ReadAheadFailure } from './readAhead.js';
 import type { RofsDir, RofsFile, RofsTree } from './tree.js';
 
@@ -36,11 +37,17 @@ export interface RofsWriteOptions {
   /** Sidecar path (default `<outPath>.osvb-layout.json`). */
   layoutPath?: string;
   /**
-   * Read sources on reader threads during a full write (see readAhead.ts). Default: when the
-   * image has at least READ_AHEAD_MIN_FILES files.
+   * How a full write copies file data: 'native', the native copier (nativeCopy.ts;
+   * 'native-plain-io' without copy_file_range); 'threads', JavaScript reader threads
+   * (readAhead.ts); 'plain', this thread. Default: native when it is installed, else threads for
+   * images of at least READ_AHEAD_MIN_FILES files, else plain. A native copy that meets a file
+   * whose size it had to find itself and which then did not have it (a file in /proc, a file
+   * being written) is redone by the JavaScript copier, which takes walked files as they read.
    */
-  readAhead?: boolean;
+  copier?: RofsCopier;
 }
+
+export type RofsCopier = 'native' | 'native-plain-io' | 'threads' | 'plain';
 
 export interface RofsWriteStats {
   /** Bytes written to the image (data, structure area, superblock). */
@@ -494,9 +501,10 @@ function writeTail(w: ImageWriter, layout: RofsLayout): void {
   w.zeros(layout.imageSize - layout.structureFirstBlock * ROFS_BLOCK - layout.structure.length);
 }
 
-function useReadAhead(files: readonly PathedFile[], option: boolean | undefined): boolean {
-  if (option !== undefined) return option && files.length > 0;
-  return files.length >= READ_AHEAD_MIN_FILES;
+function chooseCopier(files: readonly PathedFile[], option: RofsCopier | undefined): RofsCopier {
+  if (option !== undefined) return option;
+  if (nativeCopier()) return 'native';
+  return files.length >= READ_AHEAD_MIN_FILES ? 'threads' : 'plain';
 }
 
 /** Copy every file's data (block 1 on) through the read-ahead thread; sizes learnt are recorded in the tree. */
@@ -525,6 +533,95 @@ function readAheadInto(files: readonly PathedFile[], fd: number, hasher: Hasher 
   return { bytesWritten: r.bytesWritten, digests: r.digests };
 }
 
+/** An ImageWriter placed after data a copier wrote (block 1 on). */
+function after(fd: number, hasher: Hasher | undefined, r: { bytesWritten: number; digests: string[] | undefined }): { writer: ImageWriter; digests: string[] } {
+  const writer = new ImageWriter(fd, ROFS_BLOCK + r.bytesWritten, hasher);
+  writer.bytesWritten = r.bytesWritten;
+  return { writer, digests: r.digests ?? [] };
+}
+
+/** Copy every file's data, in layout order from block 1, with `copier`; returns the writer positioned after it. */
+function copyData(files: readonly PathedFile[], fd: number, hasher: Hasher | undefined, copier: 'threads' | 'plain'): { writer: ImageWriter; digests: string[] } {
+  if (copier === 'threads' && files.length > 0) return after(fd, hasher, readAheadInto(files, fd, hasher));
+  const writer = new ImageWriter(fd, ROFS_BLOCK, hasher);
+  const digests: string[] = [];
+  for (const f of files) {
+    const size = f.node.size;
+    if (size === undefined) {
+      const r = writer.copyUnknown(f);
+      f.node.size = r.size;
+      if (r.digest !== undefined) digests.push(r.digest);
+    } else {
+      const d = writer.copyFile({ node: f.node, path: f.path, size });
+      if (d !== undefined) digests.push(d);
+    }
+  }
+  return { writer, digests };
+}
+
+/**
+ * A full write's data, structure and block 0 with the native copier: sizes first (stat where
+ * unknown), then the copy runs on native threads while this thread lays the image out and writes
+ * the structure area and block 0 (disjoint ranges). Null: a file whose size had to be found
+ * turned out not to have it (or not to be a regular file); the caller truncates the image and
+ * lets the JavaScript copier take the files as they read.
+ */
+function writeNative(
+  tree: RofsTree,
+  known: RofsLayout | undefined,
+  files: readonly PathedFile[],
+  fd: number,
+  hasher: Hasher | undefined,
+  plainIo: boolean,
+): { layout: RofsLayout; bytes: number; digests: string[] } | null {
+  const binding = nativeCopier();
+  if (!binding) throw new OsvbError('OSVB_INTERNAL', 'the native copier was asked for, but @osv-build/native is not built here');
+  const sources = files.map((f) => f.node.source);
+  if (sources.some((s) => s.includes('\0'))) return null;
+  const unknown = files.map((f) => f.node.size === undefined);
+  const failed = (failure: NativeCopyFailure): null => {
+    const { index, kind, code, got } = failure;
+    const f = files[index] as PathedFile;
+    if (unknown[index] && (kind === 'more' || kind === 'short' || kind === 'not-file')) return null;
+    const size = f.node.size ?? 0;
+    if (kind === 'open') throw inputError(f, unopenable(code, 'open failed'));
+    if (kind === 'more') throw changedError({ ...f, size }, 'it has more');
+    if (kind === 'short') throw changedError({ ...f, size }, `it has ${got}`);
+    if (kind === 'write') throw Object.assign(new Error(code ?? 'write failed'), { code });
+    throw inputError(f, `could not be read: ${code ?? 'read failed'}`);
+  };
+  const restoreSizes = (): void => files.forEach((f, i) => unknown[i] && (f.node.size = undefined));
+  const copy = startNativeCopy(binding, { sources, sizes: files.map((f) => f.node.size), hash: hasher !== undefined, fd, start: ROFS_BLOCK, plainIo });
+  if (!('finish' in copy)) return failed(copy.failure);
+  let layout: RofsLayout;
+  let tail: ImageWriter;
+  try {
+    files.forEach((f, i) => {
+      if (unknown[i]) f.node.size = copy.sizes[i] as number;
+    });
+    layout = known ?? layoutRofs(tree);
+    if (ROFS_BLOCK + copy.bytes !== layout.structureFirstBlock * ROFS_BLOCK) {
+      throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${ROFS_BLOCK + copy.bytes}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
+    }
+    tail = new ImageWriter(fd, 0, hasher);
+    writeTail(tail, layout);
+    tail.seek(0);
+    tail.append(layout.superblock);
+    tail.flush();
+  } catch (e) {
+    copy.cancel();
+    restoreSizes();
+    throw e;
+  }
+  const r = copy.finish();
+  if (!r.ok) {
+    restoreSizes();
+    return failed(r.failure);
+  }
+  const digests = r.digests ? Array.from(r.digests, (d) => hex(d)) : [];
+  return { layout, bytes: copy.bytes + tail.bytesWritten, digests };
+}
+
 /**
  * A whole new image in a temp file, renamed over `outPath`: superblock placeholder, file data in
  * layout order (sizes of walked files learned as they are read), structure area, then block 0.
@@ -536,7 +633,7 @@ function writeFull(
   outPath: string,
   hasher: Hasher | undefined,
   beforeRename: () => void,
-  readAhead: boolean | undefined,
+  copierOption: RofsCopier | undefined,
   clock?: TrustClock,
 ): { layout: RofsLayout; bytes: number; digests: string[] } {
   const files: PathedFile[] = known ? known.files : orderedFiles(tree);
@@ -553,36 +650,23 @@ function writeFull(
       clock.dev = Number(st.dev);
       clock.fsNow = Number(st.ctimeMs); // whole milliseconds, rounded down
     }
-    // Block 0 is written last, when the layout is known.
-    let digests: string[] = [];
-    let w: ImageWriter;
-    if (useReadAhead(files, readAhead)) {
-      const r = readAheadInto(files, fd, hasher);
-      if (r.digests) digests = r.digests;
-      w = new ImageWriter(fd, ROFS_BLOCK + r.bytesWritten, hasher);
-      w.bytesWritten = r.bytesWritten;
-    } else {
-      w = new ImageWriter(fd, ROFS_BLOCK, hasher);
-      for (const f of files) {
-        const size = f.node.size;
-        if (size === undefined) {
-          const r = w.copyUnknown(f);
-          f.node.size = r.size;
-          if (r.digest !== undefined) digests.push(r.digest);
-        } else {
-          const d = w.copyFile({ node: f.node, path: f.path, size });
-          if (d !== undefined) digests.push(d);
-        }
+    const copier = chooseCopier(files, copierOption);
+    const native = copier === 'native' || copier === 'native-plain-io' ? writeNative(tree, known, files, fd, hasher, copier === 'native-plain-io') : undefined;
+    let written = native;
+    if (!written) {
+      if (native === null) fs.ftruncateSync(fd, 0);
+      // Block 0 is written last, when the layout is known.
+      const { writer: w, digests } = copyData(files, fd, hasher, copier === 'plain' || (copier !== 'threads' && files.length < READ_AHEAD_MIN_FILES) ? 'plain' : 'threads');
+      const layout = known ?? layoutRofs(tree);
+      if (w.position !== layout.structureFirstBlock * ROFS_BLOCK) {
+        throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${w.position}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
       }
+      writeTail(w, layout);
+      w.seek(0);
+      w.append(layout.superblock);
+      w.flush();
+      written = { layout, bytes: w.bytesWritten, digests };
     }
-    const layout = known ?? layoutRofs(tree);
-    if (w.position !== layout.structureFirstBlock * ROFS_BLOCK) {
-      throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${w.position}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
-    }
-    writeTail(w, layout);
-    w.seek(0);
-    w.append(layout.superblock);
-    w.flush();
     fs.closeSync(fd);
     fd = undefined;
     beforeRename();
@@ -591,7 +675,7 @@ function writeFull(
     } catch (e) {
       throw ioError(`cannot rename the new image to ${outPath}`, e);
     }
-    return { layout, bytes: w.bytesWritten, digests };
+    return written;
   } catch (e) {
     if (fd !== undefined) fs.closeSync(fd);
     removeQuietly(tmp);
@@ -705,7 +789,7 @@ function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: 
 export async function writeRofsImage(tree: RofsTree, outPath: string, options: RofsWriteOptions): Promise<RofsWriteStats> {
   const layoutPath = options.layoutPath ?? defaultLayoutPath(outPath);
   if (!options.incremental) {
-    const { layout, bytes } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath), options.readAhead);
+    const { layout, bytes } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath), options.copier);
     return statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
   }
 
@@ -771,7 +855,7 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
     }
   }
   const fullClock: TrustClock = { wallBefore: clock.wallBefore };
-  const { bytes, digests } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath), options.readAhead, fullClock);
+  const { bytes, digests } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath), options.copier, fullClock);
   writeSidecar(outPath, layoutPath, layout, digests, hasher, fullClock);
   const stats = statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
   if (fullReason !== undefined) stats.fullReason = fullReason;

@@ -1,0 +1,107 @@
+/**
+ * The native copier (@osv-build/native): built on this machine, the same XXH64 as xxhash-wasm,
+ * files split across threads, and the hand-over to the JavaScript copier when a file that had
+ * to be sized turns out different (the writer tests run every copier side by side).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import xxhash from 'xxhash-wasm';
+import { useTempDirs } from '../../testing/index.js';
+import { nativeCopier, startNativeCopy } from './nativeCopy.js';
+import { readRofsFile } from './reader.js';
+import { rofsDir, rofsFileFrom, type RofsTree } from './tree.js';
+import { writeRofsImage } from './writer.js';
+
+const tempDir = useTempDirs('osvb-rofs-native-');
+const binding = nativeCopier();
+
+describe('the native copier', () => {
+  // npm ci builds it (packages/native/install.cjs); a machine without a compiler gets the
+  // JavaScript copiers, but this project's own CI must not lose it silently.
+  it.runIf(process.platform === 'linux' && !process.env['OSVB_SKIP_NATIVE_BUILD'])('is built here', () => {
+    expect(binding, 'packages/native was not built: run `npm rebuild @osv-build/native` and read its warning').toBeDefined();
+  });
+});
+
+describe.runIf(binding !== undefined)('native copy', () => {
+  const native = binding as NonNullable<typeof binding>;
+
+  it('hashes with the same XXH64 as xxhash-wasm, at every length around the stripe and word sizes', async () => {
+    const h = await xxhash();
+    let seed = 12345;
+    for (const n of [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 31, 32, 33, 63, 64, 65, 100, 1000, 4096, 65537, 1 << 20]) {
+      const data = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) {
+        seed = (seed * 1103515245 + 12345) >>> 0;
+        data[i] = seed >>> 24;
+      }
+      expect(native.xxh64(data), `length ${n}`).toBe(h.h64Raw(data));
+    }
+  });
+
+  it('copies at block offsets, sizes unknown files, and reports the first failure in file order', () => {
+    const root = tempDir();
+    const names = ['a', 'empty', 'b', 'c'];
+    const contents = ['x'.repeat(700), '', 'y'.repeat(512), 'z'];
+    names.forEach((n, i) => fs.writeFileSync(path.join(root, n), contents[i] as string));
+    const out = path.join(root, 'out');
+    const fd = fs.openSync(out, 'w');
+    try {
+      const sources = names.map((n) => path.join(root, n));
+      const copy = startNativeCopy(native, { sources, sizes: [700, undefined, undefined, 1], hash: true, fd, start: 512 });
+      if (!('finish' in copy)) throw new Error('unexpected failure');
+      expect(Array.from(copy.sizes)).toEqual([700, 0, 512, 1]);
+      expect(copy.bytes).toBe(1024 + 0 + 512 + 512);
+      const r = copy.finish();
+      expect(r.ok).toBe(true);
+      const img = fs.readFileSync(out);
+      expect(img.subarray(512, 1212).toString()).toBe(contents[0]);
+      expect(img.subarray(1212, 1536).every((b) => b === 0)).toBe(true);
+      expect(img.subarray(1536, 2048).toString()).toBe(contents[2]);
+      expect(img.subarray(2048, 2049).toString()).toBe('z');
+
+      fs.rmSync(path.join(root, 'b'));
+      fs.rmSync(path.join(root, 'c'));
+      const missing = startNativeCopy(native, { sources, sizes: [700, undefined, undefined, undefined], hash: false, fd, start: 512 });
+      expect(missing).toEqual({ failure: { index: 2, kind: 'open', code: 'ENOENT', got: 0 } });
+      const grown = startNativeCopy(native, { sources, sizes: [699, 0, 512, 1], hash: false, fd, start: 512 });
+      if (!('finish' in grown)) throw new Error('unexpected failure');
+      expect(grown.finish()).toEqual({ ok: false, failure: { index: 0, kind: 'more', code: undefined, got: 0 } });
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('copies a file larger than a piece on several threads, with and without copy_file_range', async () => {
+    const root = tempDir();
+    // Sparse: 150 MB on disk costs nothing; the data at both ends and in the middle is checked.
+    const big = path.join(root, 'big');
+    const fd = fs.openSync(big, 'w');
+    const marks = [0, (64 << 20) - 5, 100 << 20, (150 << 20) - 7]; // the second spans two pieces
+    for (const at of marks) fs.writeSync(fd, Buffer.from(`@${at}@`), 0, undefined, at);
+    fs.closeSync(fd);
+    const size = fs.statSync(big).size;
+    const tree: RofsTree = { root: rofsDir() };
+    tree.root.entries.set('big', rofsFileFrom(big));
+    for (const copier of ['native', 'native-plain-io'] as const) {
+      const out = path.join(root, `${copier}.img`);
+      await writeRofsImage(tree, out, { incremental: false, copier });
+      const back = readRofsFile(out, '/big');
+      expect(back.length).toBe(size);
+      for (const at of marks) expect(back.subarray(at, at + String(at).length + 2).toString()).toBe(`@${at}@`);
+      fs.rmSync(out);
+    }
+  });
+
+  it('hands a walked file whose size cannot be trusted (/proc) to the JavaScript copier, which reads it as it is', async () => {
+    const root = tempDir();
+    // A regular file whose stat size (0) is not its content: what a walked file changing
+    // between the stat and the copy looks like to the copier.
+    const tree: RofsTree = { root: rofsDir() };
+    tree.root.entries.set('status', { kind: 'file', source: '/proc/self/status', host: '/proc/self/status' });
+    const out = path.join(root, 'proc.img');
+    await writeRofsImage(tree, out, { incremental: false, copier: 'native' });
+    expect(readRofsFile(out, '/status').toString()).toMatch(/^Name:/);
+  });
+});

@@ -1,0 +1,129 @@
+/**
+ * The optional native copier (@osv-build/native, built by node-gyp at install time): copies the
+ * files of a full write on several threads straight into the image at their block offsets, with
+ * copy_file_range when nothing needs hashing, else pread/pwrite with XXH64 on the way. Where it
+ * was not built, or with OSVB_NATIVE=0, the JavaScript copiers do the same job more slowly.
+ */
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as util from 'node:util';
+
+/** Failure kinds, as the native code numbers them. */
+export const NATIVE_FAILURE_KINDS = ['open', 'read', 'more', 'short', 'write', 'not-file'] as const;
+export type NativeFailureKind = (typeof NATIVE_FAILURE_KINDS)[number];
+
+export interface NativeCopyFailure {
+  index: number;
+  kind: NativeFailureKind;
+  /** errno name (ENOENT…), undefined when the kind says it all. */
+  code: string | undefined;
+  /** Bytes found (kind 'short'). */
+  got: number;
+}
+
+type RawFailure = { index: number; kind: number; errno: number; got: number };
+declare const handleBrand: unique symbol;
+type Handle = { readonly [handleBrand]: true };
+
+interface Binding {
+  copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, plainIo: 0 | 1): Handle | RawFailure;
+  copyWait(handle: Handle, digests: BigUint64Array | null, cancel: boolean): number | RawFailure | undefined;
+  xxh64(data: Uint8Array): bigint;
+}
+
+let loaded: Binding | null | undefined;
+
+/** The native copier, or undefined when it is not installed/built or OSVB_NATIVE=0 turns it off. */
+export function nativeCopier(): Binding | undefined {
+  if (process.env.OSVB_NATIVE === '0') return undefined;
+  if (loaded === undefined) {
+    try {
+      const mod = createRequire(import.meta.url)('@osv-build/native') as { native: Binding | null };
+      loaded = mod.native && typeof mod.native.copyStart === 'function' ? mod.native : null;
+    } catch {
+      loaded = null;
+    }
+  }
+  return loaded ?? undefined;
+}
+
+/** Threads for a native copy: the copy is mostly kernel time, which scales with cores up to a point. */
+function copyThreads(): number {
+  return Math.max(1, Math.min(8, os.availableParallelism()));
+}
+
+export interface NativeCopyRequest {
+  sources: readonly string[];
+  /** Known sizes, undefined where the native code must stat the file. */
+  sizes: ReadonlyArray<number | undefined>;
+  hash: boolean;
+  fd: number;
+  /** Byte offset of the first file's data. */
+  start: number;
+  /** Never copy_file_range (tests of the fallback path). */
+  plainIo?: boolean;
+}
+
+/** A copy running on native threads; `finish` (or `cancel`) must be called before the fd is closed. */
+export interface NativeCopy {
+  /** Every file's size (found by stat where the request did not know it). */
+  sizes: Float64Array;
+  /** Bytes the data takes (each file padded to a block). */
+  bytes: number;
+  finish(): { ok: true; digests: BigUint64Array | undefined } | { ok: false; failure: NativeCopyFailure };
+  cancel(): void;
+}
+
+/**
+ * Find the sizes (stat, in parallel) and start copying on background threads; the calling thread
+ * is free until `finish`. A failure to stat comes back at once.
+ */
+export function startNativeCopy(binding: Binding, req: NativeCopyRequest): NativeCopy | { failure: NativeCopyFailure } {
+  const n = req.sources.length;
+  const sizes = new Float64Array(n);
+  for (let i = 0; i < n; i++) sizes[i] = req.sizes[i] ?? -1;
+  const paths = Buffer.from(req.sources.join('\0') + '\0');
+  const handle = binding.copyStart(paths, n, sizes, req.hash, req.fd, req.start, copyThreads(), req.plainIo ? 1 : 0);
+  if (isFailure(handle)) return { failure: failureOf(handle) };
+  let bytes = 0;
+  for (let i = 0; i < n; i++) bytes += Math.ceil((sizes[i] as number) / 512) * 512;
+  let done = false;
+  return {
+    sizes,
+    bytes,
+    finish() {
+      if (done) throw new Error('native copy already finished');
+      done = true;
+      const digests = req.hash ? new BigUint64Array(n) : undefined;
+      const r = binding.copyWait(handle, digests ?? null, false);
+      if (typeof r === 'number') return { ok: true, digests };
+      return { ok: false, failure: failureOf(r as RawFailure) };
+    },
+    cancel() {
+      if (done) return;
+      done = true;
+      binding.copyWait(handle, null, true);
+    },
+  };
+}
+
+function isFailure(v: unknown): v is RawFailure {
+  return typeof v === 'object' && v !== null && typeof (v as RawFailure).kind === 'number';
+}
+
+function failureOf(r: RawFailure): NativeCopyFailure {
+  return {
+    index: r.index,
+    kind: NATIVE_FAILURE_KINDS[r.kind] ?? 'read',
+    code: r.errno ? errnoName(r.errno) : undefined,
+    got: r.got,
+  };
+}
+
+function errnoName(errno: number): string {
+  try {
+    return util.getSystemErrorName(-errno);
+  } catch {
+    return `errno ${errno}`;
+  }
+}

@@ -1,0 +1,32 @@
+/** A failed copy: file `index` in the list; kind 0 open/stat, 1 read, 2 more data than its size, 3 less (`got` bytes), 4 write, 5 not a regular file. */
+export interface CopyFailure {
+  index: number;
+  kind: 0 | 1 | 2 | 3 | 4 | 5;
+  /** errno (positive), 0 when the kind says it all. */
+  errno: number;
+  got: number;
+}
+
+/** A copy running on background threads. */
+export interface CopyHandle {
+  readonly __osvbCopyHandle: unique symbol;
+}
+
+export interface NativeCopier {
+  /**
+   * Copy `count` files (NUL-terminated UTF-8 paths in `paths`) into `outFd`, file i at `start` +
+   * the sum of the earlier files' sizes each rounded up to 512. `sizes`: in, the size or -1
+   * (found with stat before this returns); out, every size. The copy runs on `threads`
+   * background threads; a stat failure comes back at once instead of a handle.
+   */
+  copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, plainIo: 0 | 1): CopyHandle | CopyFailure;
+  /**
+   * Wait for the copy: the data bytes written (padded), or the first failure in file order;
+   * undefined when `cancel` stopped it. With hashing, each file's XXH64 (seed 0) goes to `digests`.
+   */
+  copyWait(handle: CopyHandle, digests: BigUint64Array | null, cancel: boolean): number | CopyFailure | undefined;
+  /** XXH64 (seed 0) of the bytes: for tests against xxhash-wasm. */
+  xxh64(data: Uint8Array): bigint;
+}
+
+export const native: NativeCopier | null;

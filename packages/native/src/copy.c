@@ -1,0 +1,556 @@
+/*
+ * osv-build's native file copier (N-API, C, Linux).
+ *
+ * copyFiles copies many host files into one open image file, each at its own block-aligned
+ * offset (file i starts where file i-1's data, padded to 512 bytes, ends), on several threads at
+ * once. Why native: the per-file work of a ROFS image of many small files (open, read, write,
+ * close) costs a few microseconds in the kernel but several times that through Node's fs calls,
+ * and Node has no copy_file_range with offsets, which copies page cache to page cache without
+ * the data passing through user space. Measured on a 21.5k-file / 215 MB tree: the JavaScript
+ * writer with two reader threads takes ~0.32 s for the data, this copier ~0.2 s.
+ *
+ * Sizes the caller does not know (-1) are found with stat(2) first (in parallel), so that every
+ * file's offset is known before any data moves. A file that then turns out to have more or less
+ * data than its size is reported, never silently written: the caller decides what it means.
+ * With a digest array, every file's content is hashed with XXH64 (seed 0) while it is copied
+ * (through pread/pwrite, since copy_file_range never shows the data to the process).
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BLOCK 512
+/* Files larger than this are split into pieces copied by different threads (when not hashing). */
+#define PIECE ((int64_t)64 << 20)
+#define BUF_BYTES (256 << 10)
+#define MAX_THREADS 16
+
+enum kind { K_OPEN = 0, K_READ = 1, K_MORE = 2, K_SHORT = 3, K_WRITE = 4, K_NOTFILE = 5 };
+
+/* ---- XXH64, written from the algorithm's public description (seed 0) ---- */
+
+static const uint64_t P1 = 0x9E3779B185EBCA87ULL, P2 = 0xC2B2AE3D27D4EB4FULL, P3 = 0x165667B19E3779F9ULL,
+                      P4 = 0x85EBCA77C2B2AE63ULL, P5 = 0x27D4EB2F165667C5ULL;
+
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; } /* little-endian hosts */
+static inline uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint64_t xround(uint64_t acc, uint64_t in) { return rotl64(acc + in * P2, 31) * P1; }
+static inline uint64_t xmerge(uint64_t h, uint64_t v) { return (h ^ xround(0, v)) * P1 + P4; }
+
+typedef struct {
+  uint64_t v[4];
+  uint64_t total;
+  uint8_t mem[32];
+  uint32_t memsize;
+} xxh64_t;
+
+static void xxh_init(xxh64_t *s) {
+  s->v[0] = P1 + P2;
+  s->v[1] = P2;
+  s->v[2] = 0;
+  s->v[3] = (uint64_t)0 - P1;
+  s->total = 0;
+  s->memsize = 0;
+}
+
+static void xxh_stripes(xxh64_t *s, const uint8_t *p, size_t n) { /* n is a multiple of 32 */
+  uint64_t a = s->v[0], b = s->v[1], c = s->v[2], d = s->v[3];
+  for (const uint8_t *end = p + n; p < end; p += 32) {
+    a = xround(a, rd64(p));
+    b = xround(b, rd64(p + 8));
+    c = xround(c, rd64(p + 16));
+    d = xround(d, rd64(p + 24));
+  }
+  s->v[0] = a, s->v[1] = b, s->v[2] = c, s->v[3] = d;
+}
+
+static void xxh_update(xxh64_t *s, const uint8_t *p, size_t n) {
+  s->total += n;
+  if (s->memsize) {
+    size_t take = 32 - s->memsize < n ? 32 - s->memsize : n;
+    memcpy(s->mem + s->memsize, p, take);
+    s->memsize += (uint32_t)take, p += take, n -= take;
+    if (s->memsize < 32) return;
+    xxh_stripes(s, s->mem, 32);
+    s->memsize = 0;
+  }
+  size_t whole = n & ~(size_t)31;
+  xxh_stripes(s, p, whole);
+  memcpy(s->mem, p + whole, n - whole);
+  s->memsize = (uint32_t)(n - whole);
+}
+
+static uint64_t xxh_digest(const xxh64_t *s) {
+  uint64_t h;
+  if (s->total >= 32) {
+    h = rotl64(s->v[0], 1) + rotl64(s->v[1], 7) + rotl64(s->v[2], 12) + rotl64(s->v[3], 18);
+    for (int i = 0; i < 4; i++) h = xmerge(h, s->v[i]);
+  } else {
+    h = s->v[2] + P5;
+  }
+  h += s->total;
+  const uint8_t *p = s->mem, *end = s->mem + s->memsize;
+  for (; p + 8 <= end; p += 8) h = rotl64(h ^ xround(0, rd64(p)), 27) * P1 + P4;
+  if (p + 4 <= end) h = rotl64(h ^ ((uint64_t)rd32(p) * P1), 23) * P2 + P3, p += 4;
+  for (; p < end; p++) h = rotl64(h ^ (*p * P5), 11) * P1;
+  h ^= h >> 33;
+  h *= P2;
+  h ^= h >> 29;
+  h *= P3;
+  h ^= h >> 32;
+  return h;
+}
+
+/* ---- the copy job ---- */
+
+typedef struct {
+  uint32_t file;
+  int64_t from; /* byte offset in the file */
+  int64_t len;
+  int last; /* the file's last piece: checks that the file ends there */
+} piece_t;
+
+typedef struct {
+  char *names; /* owned copy of the caller's NUL-separated paths */
+  const char **paths;
+  uint32_t count;
+  double *sizes; /* owned; in: size or -1; out: size */
+  uint64_t *digests; /* owned; NULL: no hashing */
+  int64_t *offsets;
+  piece_t *pieces;
+  uint32_t npieces;
+  uint32_t *unknown; /* indexes of files with size -1 */
+  uint32_t nunknown;
+  int out;
+  int plain_io; /* 1: never copy_file_range */
+  uint32_t next; /* the next work item (atomic) */
+  int cancel; /* atomic: stop taking work */
+  int64_t bytes; /* data bytes the files take, padded */
+  pthread_t tid[MAX_THREADS];
+  int started; /* background copy threads running */
+  int waited;
+  pthread_mutex_t lock;
+  int failed;
+  uint32_t fail_index;
+  int fail_kind;
+  int fail_errno;
+  int64_t fail_got;
+} job_t;
+
+static void fail(job_t *j, uint32_t index, int kind, int err, int64_t got) {
+  pthread_mutex_lock(&j->lock);
+  /* The first failure in image order wins, whatever thread met it first. */
+  if (!j->failed || index < j->fail_index) {
+    j->failed = 1;
+    j->fail_index = index;
+    j->fail_kind = kind;
+    j->fail_errno = err;
+    j->fail_got = got;
+  }
+  pthread_mutex_unlock(&j->lock);
+}
+
+/* Items past a failure are not worth doing (the failure with the lowest index is the one reported). */
+static int past_failure(job_t *j, uint32_t index) {
+  pthread_mutex_lock(&j->lock);
+  int past = j->failed && index > j->fail_index;
+  pthread_mutex_unlock(&j->lock);
+  return past;
+}
+
+static int is_write_errno(int e) { return e == ENOSPC || e == EDQUOT || e == EFBIG || e == EROFS; }
+
+static void stat_phase(job_t *j) {
+  for (;;) {
+    uint32_t k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+    if (k >= j->nunknown) return;
+    uint32_t i = j->unknown[k];
+    struct stat st;
+    if (stat(j->paths[i], &st) != 0) {
+      fail(j, i, K_OPEN, errno, 0);
+      continue;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      fail(j, i, K_NOTFILE, 0, 0);
+      continue;
+    }
+    j->sizes[i] = (double)st.st_size;
+  }
+}
+
+/* Write all of buf at pos; 0 or an errno. */
+static int pwrite_all(int fd, const uint8_t *buf, size_t n, int64_t pos) {
+  while (n > 0) {
+    ssize_t w = pwrite(fd, buf, n, pos);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    buf += w, n -= (size_t)w, pos += w;
+  }
+  return 0;
+}
+
+static void copy_piece(job_t *j, const piece_t *p, uint8_t *buf, int *use_cfr) {
+  uint32_t i = p->file;
+  int fd = open(j->paths[i], O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fail(j, i, K_OPEN, errno, 0);
+    return;
+  }
+  int64_t out_at = j->offsets[i] + p->from, done = 0;
+  xxh64_t hs;
+  if (j->digests) xxh_init(&hs);
+  while (done < p->len) {
+    int64_t want = p->len - done;
+    ssize_t r;
+    if (*use_cfr && !j->digests) {
+      loff_t in = p->from + done, o = out_at + done;
+      r = copy_file_range(fd, &in, j->out, &o, (size_t)want, 0);
+      if (r < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL || errno == EBADF)) {
+        /* Not between these files (other file systems, old kernels, special files): plain I/O. */
+        *use_cfr = 0;
+        continue;
+      }
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        fail(j, i, is_write_errno(errno) ? K_WRITE : K_READ, errno, 0);
+        break;
+      }
+    } else {
+      r = pread(fd, buf, (size_t)(want < BUF_BYTES ? want : BUF_BYTES), p->from + done);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        fail(j, i, K_READ, errno, 0);
+        break;
+      }
+      if (r > 0) {
+        int e = pwrite_all(j->out, buf, (size_t)r, out_at + done);
+        if (e) {
+          fail(j, i, K_WRITE, e, 0);
+          break;
+        }
+        if (j->digests) xxh_update(&hs, buf, (size_t)r);
+      }
+    }
+    if (r == 0) {
+      fail(j, i, K_SHORT, 0, p->from + done);
+      break;
+    }
+    done += r;
+  }
+  if (done == p->len && p->last) {
+    uint8_t probe;
+    ssize_t r;
+    do r = pread(fd, &probe, 1, p->from + p->len);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) fail(j, i, K_READ, errno, 0);
+    else if (r > 0) fail(j, i, K_MORE, 0, 0);
+    else if (j->digests) j->digests[i] = xxh_digest(&hs);
+  }
+  close(fd);
+}
+
+static void copy_phase(job_t *j) {
+  uint8_t *buf = malloc(BUF_BYTES);
+  int use_cfr = !j->plain_io;
+  for (;;) {
+    uint32_t k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+    if (k >= j->npieces) break;
+    const piece_t *p = &j->pieces[k];
+    if (__atomic_load_n(&j->cancel, __ATOMIC_RELAXED)) break;
+    if (past_failure(j, p->file)) continue;
+    if (!buf) {
+      fail(j, p->file, K_READ, ENOMEM, 0);
+      break;
+    }
+    copy_piece(j, p, buf, &use_cfr);
+  }
+  free(buf);
+}
+
+static void *stat_main(void *arg) {
+  stat_phase(arg);
+  return NULL;
+}
+
+static void *copy_main(void *arg) {
+  copy_phase(arg);
+  return NULL;
+}
+
+static void job_free(job_t *j) {
+  if (!j) return;
+  free(j->names);
+  free(j->paths);
+  free(j->sizes);
+  free(j->digests);
+  free(j->offsets);
+  free(j->unknown);
+  free(j->pieces);
+  pthread_mutex_destroy(&j->lock);
+  free(j);
+}
+
+/* Join the background copy (asking it to stop first when cancel is set). */
+static void job_join(job_t *j, int cancel) {
+  if (cancel) __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
+  for (int t = 0; t < j->started; t++) pthread_join(j->tid[t], NULL);
+  j->started = 0;
+}
+
+/* Sizes (stat phase, on `threads` threads including this one), then offsets and pieces; 0 or -1 (out of memory). */
+static int job_plan(job_t *j, int threads) {
+  if (j->nunknown) {
+    pthread_t tid[MAX_THREADS];
+    int started = 0;
+    for (int t = 1; t < threads && (uint32_t)t < j->nunknown; t++)
+      if (pthread_create(&tid[started], NULL, stat_main, j) == 0) started++;
+    stat_phase(j);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    j->next = 0;
+  }
+  if (j->failed) return 0;
+  /* One piece per file with data, large files in several when not hashing; an empty file of
+     unknown size is still opened, to check that it is empty. */
+  int64_t pos = 0, npieces = 0;
+  for (uint32_t i = 0; i < j->count; i++) {
+    int64_t size = (int64_t)j->sizes[i];
+    j->offsets[i] = pos;
+    pos += (size + BLOCK - 1) / BLOCK * BLOCK;
+    npieces += size == 0 ? 1 : (j->digests ? 1 : (size + PIECE - 1) / PIECE);
+  }
+  j->bytes = pos;
+  j->pieces = malloc(sizeof(piece_t) * (size_t)(npieces ? npieces : 1));
+  if (!j->pieces) return -1;
+  uint32_t u = 0;
+  for (uint32_t i = 0; i < j->count; i++) {
+    int64_t size = (int64_t)j->sizes[i];
+    int unknown = u < j->nunknown && j->unknown[u] == i;
+    if (unknown) u++;
+    if (size == 0) {
+      if (unknown) j->pieces[j->npieces++] = (piece_t){i, 0, 0, 1};
+      else if (j->digests) {
+        xxh64_t empty;
+        xxh_init(&empty);
+        j->digests[i] = xxh_digest(&empty);
+      }
+      continue;
+    }
+    int64_t step = j->digests ? size : PIECE;
+    for (int64_t from = 0; from < size; from += step) {
+      int64_t len = size - from < step ? size - from : step;
+      j->pieces[j->npieces++] = (piece_t){i, from, len, from + len == size};
+    }
+  }
+  return 0;
+}
+
+/* ---- N-API glue ---- */
+
+#define BAD_ARGS()                                                             \
+  do {                                                                         \
+    napi_throw_type_error(env, "OSVB_NATIVE", "osvb native: bad arguments");   \
+    goto done;                                                                 \
+  } while (0)
+#define CHECK(call)                      \
+  do {                                   \
+    if ((call) != napi_ok) BAD_ARGS();   \
+  } while (0)
+
+static void set_num(napi_env env, napi_value obj, const char *key, double v) {
+  napi_value n;
+  napi_create_double(env, v, &n);
+  napi_set_named_property(env, obj, key, n);
+}
+
+static napi_value failure_value(napi_env env, const job_t *j) {
+  napi_value r;
+  if (napi_create_object(env, &r) != napi_ok) return NULL;
+  set_num(env, r, "index", j->fail_index);
+  set_num(env, r, "kind", j->fail_kind);
+  set_num(env, r, "errno", j->fail_errno);
+  set_num(env, r, "got", (double)j->fail_got);
+  return r;
+}
+
+/* A handle nobody waited for (an exception between start and wait): stop the copy, free the job. */
+static void handle_finalize(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  job_t *j = data;
+  if (!j->waited) job_join(j, 1);
+  job_free(j);
+}
+
+/*
+ * copyStart(paths: Buffer (NUL-terminated UTF-8 paths), count, sizes: Float64Array (in: size or
+ * -1; out: every size), hash: boolean, outFd, start, threads, plainIo)
+ *   → handle (the copy runs on background threads) | { index, kind, errno, got } (a stat failed)
+ * Everything the threads use is copied first: nothing of the caller's memory is touched after
+ * this returns, until copyWait.
+ */
+static napi_value copy_start(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8], result = NULL;
+  job_t *j = calloc(1, sizeof(job_t));
+  if (!j) {
+    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&j->lock, NULL);
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 8) BAD_ARGS();
+
+  char *names;
+  size_t names_len;
+  CHECK(napi_get_buffer_info(env, argv[0], (void **)&names, &names_len));
+  CHECK(napi_get_value_uint32(env, argv[1], &j->count));
+  napi_typedarray_type tt;
+  size_t tlen;
+  void *tdata;
+  napi_value ab;
+  size_t aoff;
+  CHECK(napi_get_typedarray_info(env, argv[2], &tt, &tlen, &tdata, &ab, &aoff));
+  if (tt != napi_float64_array || tlen < j->count) BAD_ARGS();
+  double *sizes_out = tdata;
+  bool hash;
+  CHECK(napi_get_value_bool(env, argv[3], &hash));
+  int32_t out_fd, threads, plain;
+  int64_t start;
+  CHECK(napi_get_value_int32(env, argv[4], &out_fd));
+  CHECK(napi_get_value_int64(env, argv[5], &start));
+  CHECK(napi_get_value_int32(env, argv[6], &threads));
+  CHECK(napi_get_value_int32(env, argv[7], &plain));
+  j->out = out_fd;
+  j->plain_io = plain != 0;
+  if (threads < 1) threads = 1;
+  if (threads > MAX_THREADS) threads = MAX_THREADS;
+
+  size_t n = j->count ? j->count : 1;
+  j->names = malloc(names_len ? names_len : 1);
+  j->paths = malloc(sizeof(char *) * n);
+  j->sizes = malloc(sizeof(double) * n);
+  j->digests = hash ? calloc(n, sizeof(uint64_t)) : NULL;
+  j->offsets = malloc(sizeof(int64_t) * n);
+  j->unknown = malloc(sizeof(uint32_t) * n);
+  if (!j->names || !j->paths || !j->sizes || (hash && !j->digests) || !j->offsets || !j->unknown) {
+    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
+    goto done;
+  }
+  memcpy(j->names, names, names_len);
+  memcpy(j->sizes, sizes_out, sizeof(double) * j->count);
+  size_t at = 0;
+  for (uint32_t i = 0; i < j->count; i++) {
+    const char *nul = at < names_len ? memchr(j->names + at, 0, names_len - at) : NULL;
+    if (!nul) BAD_ARGS();
+    j->paths[i] = j->names + at;
+    at = (size_t)(nul - j->names) + 1;
+    if (j->sizes[i] < 0) j->unknown[j->nunknown++] = i;
+  }
+
+  if (job_plan(j, threads) != 0) {
+    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
+    goto done;
+  }
+  memcpy(sizes_out, j->sizes, sizeof(double) * j->count);
+  if (j->failed) {
+    result = failure_value(env, j);
+    goto done;
+  }
+  /* Offsets become absolute; reserving the data area up front makes the parallel writes cheaper
+     (no block allocation or size update per write). Only a real fallocate: glibc's
+     posix_fallocate would write zeros where the file system cannot. */
+  for (uint32_t i = 0; i < j->count; i++) j->offsets[i] += start;
+  if (j->bytes > 0) (void)fallocate(j->out, 0, start, j->bytes);
+  for (int t = 0; t < threads && (uint32_t)t < (j->npieces ? j->npieces : 1); t++)
+    if (pthread_create(&j->tid[j->started], NULL, copy_main, j) == 0) j->started++;
+  if (j->started == 0) copy_phase(j); /* no thread could be made: copy here */
+  if (napi_create_external(env, j, handle_finalize, NULL, &result) != napi_ok) {
+    job_join(j, 1);
+    result = NULL;
+    goto done;
+  }
+  return result;
+done:
+  job_free(j);
+  return result;
+}
+
+/*
+ * copyWait(handle, digests: BigUint64Array | null, cancel: boolean)
+ *   → number (data bytes written, padded) | { index, kind, errno, got } | undefined (cancelled)
+ */
+static napi_value copy_wait(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result = NULL;
+  job_t *j;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) BAD_ARGS();
+  CHECK(napi_get_value_external(env, argv[0], (void **)&j));
+  bool cancel;
+  CHECK(napi_get_value_bool(env, argv[2], &cancel));
+  if (j->waited) BAD_ARGS();
+  job_join(j, cancel);
+  j->waited = 1;
+  if (cancel) return NULL;
+  if (j->failed) return failure_value(env, j);
+  napi_valuetype vt;
+  CHECK(napi_typeof(env, argv[1], &vt));
+  if (j->digests && vt != napi_null && vt != napi_undefined) {
+    napi_typedarray_type tt;
+    size_t tlen;
+    void *tdata;
+    napi_value ab;
+    size_t aoff;
+    CHECK(napi_get_typedarray_info(env, argv[1], &tt, &tlen, &tdata, &ab, &aoff));
+    if (tt != napi_biguint64_array || tlen < j->count) BAD_ARGS();
+    memcpy(tdata, j->digests, sizeof(uint64_t) * j->count);
+  }
+  CHECK(napi_create_double(env, (double)j->bytes, &result));
+done:
+  return result;
+}
+
+/* xxh64(buffer) → bigint: lets tests check this XXH64 against xxhash-wasm's. */
+static napi_value xxh64_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result = NULL;
+  void *data;
+  size_t len;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_buffer_info(env, argv[0], &data, &len));
+  xxh64_t s;
+  xxh_init(&s);
+  /* In uneven slices, so that the streaming paths are what is checked. */
+  for (size_t at = 0, step = 1; at < len; at += step, step = step * 3 + 1) {
+    size_t n = len - at < step ? len - at : step;
+    xxh_update(&s, (const uint8_t *)data + at, n);
+  }
+  CHECK(napi_create_bigint_uint64(env, xxh_digest(&s), &result));
+done:
+  return result;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  static const struct {
+    const char *name;
+    napi_callback fn;
+  } fns[] = {{"copyStart", copy_start}, {"copyWait", copy_wait}, {"xxh64", xxh64_js}};
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value fn;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);
+    napi_set_named_property(env, exports, fns[i].name, fn);
+  }
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
