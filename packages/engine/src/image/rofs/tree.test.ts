@@ -169,6 +169,17 @@ describe('/** walks', () => {
     expect(plain(walked.root)).toEqual(plain(explicit.root));
     expect(JSON.stringify(plain(walked.root))).toBe(JSON.stringify(plain(explicit.root))); // same order too
   });
+
+  // The builder remembers the directory the last leaf went into; replacing a directory must not
+  // leave it putting leaves into a directory that is no longer in the tree.
+  it('a directory replaced after a walk (or after a leaf) is not used again', async () => {
+    const e = env({ F: 'F', 'T/sub/a': 'a', 'T/top': 't' });
+    expect((await e.error('/t/**: T/**\n/t/sub: F\n/t/sub/n: F\n')).location?.line).toBe(3);
+    expect((await e.error('/a/b/x: F\n/a/b: F\n/a/b/y: F\n')).location?.line).toBe(3);
+    expect((await e.error('/t/**: T/**\n/t/sub: ->elsewhere\n/t/**: T/**\n')).location?.line).toBe(3);
+    const twice = await e.tree('/t/**: T/**\n/t/x: F\n/t/**: T/**\n');
+    expect(JSON.stringify(plain(twice.root))).toBe(JSON.stringify({ t: { top: 'file:t', sub: { a: 'file:a' }, x: 'file:F' } }));
+  });
 });
 
 describe('errors where gen-rofs-img crashes (never a partial image)', () => {

@@ -162,8 +162,23 @@ class TreeBuilder {
   /** Files whose host could not be read as a regular file, and why (reported only if they end up in the image). */
   readonly problems = new Map<RofsFile, string>();
 
+  /**
+   * The directory the last leaf went into: a walk puts thousands of leaves into the same few
+   * directories one after another, and finding the directory again by its path is most of the
+   * cost of building a large tree. Forgotten whenever a directory node is replaced.
+   */
+  private lastParent: { path: string; dir: RofsDir } | undefined;
+
   /** `populate_with_directory_path` + assignment of the leaf. */
   setLeaf(guest: string, value: RofsFile | RofsLink, origin: RofsOrigin): void {
+    const cut = guest.lastIndexOf('/');
+    const last = this.lastParent;
+    if (last !== undefined && cut === last.path.length && cut < guest.length - 1 && guest.startsWith(last.path)) {
+      const name = guest.slice(cut + 1);
+      if (last.dir.entries.get(name)?.kind === 'dir') this.lastParent = undefined;
+      last.dir.entries.set(name, value);
+      return;
+    }
     const tokens = guest.replace(/\/+$/, '').split('/');
     if (tokens.length === 1 && tokens[0] === '') {
       throw new OsvbError('OSVB_IMAGE_INPUT', `guest path "${guest}" is the image root and cannot be ${describe(value)}`, {
@@ -173,7 +188,24 @@ class TreeBuilder {
     }
     let dir = this.top;
     for (let i = 0; i < tokens.length - 1; i++) dir = this.descend(dir, tokens, i, guest, origin);
-    dir.entries.set(tokens[tokens.length - 1] as string, value);
+    const name = tokens[tokens.length - 1] as string;
+    if (dir.entries.get(name)?.kind === 'dir') this.lastParent = undefined;
+    else if (cut >= 0 && cut === guest.length - name.length - 1) this.lastParent = { path: guest.slice(0, cut), dir };
+    dir.entries.set(name, value);
+  }
+
+  /** The directory `guestDir` (ending in `/`) as a leaf's parent: every token becomes (or stays) a directory. */
+  dirAt(guestDir: string, origin: RofsOrigin): RofsDir {
+    const tokens = guestDir.replace(/\/+$/, '').split('/');
+    let dir = this.top;
+    for (let i = 0; i < tokens.length; i++) dir = this.descend(dir, tokens, i, guestDir, origin);
+    return dir;
+  }
+
+  /** setLeaf for a leaf whose parent directory is already known. */
+  setChild(dir: RofsDir, name: string, value: RofsFile | RofsLink): void {
+    if (dir.entries.get(name)?.kind === 'dir') this.lastParent = undefined;
+    dir.entries.set(name, value);
   }
 
   /** The directory branch: every token becomes (or stays) a directory; a file at the last one is left alone. */
@@ -246,13 +278,24 @@ interface Walked {
   regular: boolean;
 }
 
+/** Where a walk puts a plain file (a regular file by its directory entry, not a `.so`): straight into the tree. */
+interface PlainFileSink {
+  /** The guest directory (ending in `/`) the files of one host directory go into. */
+  dir(guestDir: string): RofsDir;
+  add(dir: RofsDir, name: string, file: RofsFile): void;
+  origin: RofsOrigin;
+}
+
 /**
  * The `/**` tree copy of OSv's `expand` (spec §6.5 rule 1) over Python `os.walk` semantics:
  * the same walk as fsutil's pyWalk (files of a directory first, then sub-directories, links to
  * directories neither emitted nor descended), but keeping each entry's type, so that regular
- * files need no further stat (on a tree of 20k files that is most of the tree's cost).
+ * files need no further stat (on a tree of 20k files that is most of the tree's cost). Plain
+ * files go straight to `sink` (no per-file guest path to split, no intermediate object: with
+ * tens of thousands of files, allocation and path handling are what the tree costs); every
+ * other entry is yielded, in its place in the walk order.
  */
-function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrder): Generator<Walked> {
+function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrder, sink: PlainFileSink): Generator<Walked> {
   const g = guest.slice(0, -2);
   const h = host.slice(0, -2);
   const walk = function* (top: string): Generator<Walked> {
@@ -262,9 +305,15 @@ function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrde
     const dirs: fs.Dirent[] = [];
     let rel = top.slice(h.length);
     if (rel !== '') rel += '/';
+    const hostDir = h + rel;
+    const sourceDir = onDisk(cwd, hostDir);
+    let into: RofsDir | undefined;
     for (const e of entries) {
       if (isDirFollowing(real, e)) dirs.push(e);
-      else yield { guest: g + rel + e.name, host: h + rel + e.name, regular: e.isFile() };
+      else if (e.isFile() && !e.name.endsWith('.so')) {
+        into ??= sink.dir(g + rel);
+        sink.add(into, e.name, { kind: 'file', source: sourceDir + e.name, host: hostDir + e.name, origin: sink.origin });
+      } else yield { guest: g + rel + e.name, host: hostDir + e.name, regular: e.isFile() };
     }
     for (const e of dirs) {
       const sub = pyJoin(top, e.name);
@@ -328,9 +377,10 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
   for (const raw of parseManifest(text, opts.file)) {
     const origin: RofsOrigin = { file: opts.file, line: raw.line };
     const defined = { ...raw, host: applyDefines(raw.host, defines, origin) };
+    const sink: PlainFileSink = { dir: (guestDir) => b.dirAt(guestDir, origin), add: (dir, name, file) => b.setChild(dir, name, file), origin };
     const expanded: Iterable<Walked | { guest: string; host: string; regular?: undefined }> =
       defined.guest.endsWith('/**') && defined.host.endsWith('/**')
-        ? walkTreeCopy(defined.guest, defined.host, cwd, walkOrder)
+        ? walkTreeCopy(defined.guest, defined.host, cwd, walkOrder, sink)
         : expandEntry(defined, cwd, walkOrder);
     for (const e of expanded) {
       if (e.regular && !e.host.endsWith('-stripped.so') && !(stripCtx && shouldStrip(e.host, cwd))) {
