@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { OsvbError, RofsImage, readRofsTree, writeRofsImage, type RofsEntry } from '@osv-build/engine';
+import { OsvbError, RofsImage, readRofsTree, writeRofsImage, type RofsEntry, type RofsWriteStats } from '@osv-build/engine';
 
 export const ROFS_HELP = `Usage:
   osvb rofs -m MANIFEST -o OUT [-D NAME=VALUE…] [OPTIONS]
@@ -34,6 +34,8 @@ Options:
   --osv-base DIR         the OSv base (default: $OSV_BASE, else ../..)
   --json                 print the result as one JSON line
   -v, --verbose          print every file and link, like gen-rofs-img.py
+  --timings              say where the time went (tree, sizes, layout, data) and which copier
+                         copied the data (native threads, or JavaScript where it is not built)
 
 ls lists every entry (kind, size, path, link target); cat writes one file to stdout;
 extract writes the tree into DIR (created if missing, must be empty), refusing names that
@@ -94,6 +96,7 @@ async function runBuildImage(argv: string[]): Promise<number> {
         'osv-base': { type: 'string' },
         json: { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
+        timings: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
@@ -114,6 +117,7 @@ async function runBuildImage(argv: string[]): Promise<number> {
   const warn = (text: string): void => {
     process.stderr.write(text + '\n');
   };
+  const treeStarted = performance.now();
   const tree = await readRofsTree(values.manifest, {
     file: values.manifest,
     cwd,
@@ -121,8 +125,10 @@ async function runBuildImage(argv: string[]): Promise<number> {
     walkOrder: compat === 'osv' ? 'os' : 'sorted',
     strip: { program: process.env['STRIP'] || 'strip', cacheDir, warn },
   });
+  const treeMs = performance.now() - treeStarted;
   const out = path.resolve(values.output);
   const stats = await writeRofsImage(tree, out, { incremental: values.incremental ?? true });
+  if (values.timings) process.stderr.write(timingsLine(treeMs, stats) + '\n');
   if (values.json) {
     process.stdout.write(JSON.stringify({ type: 'rofs', image: out, ...stats }) + '\n');
     return 0;
@@ -150,6 +156,15 @@ async function runBuildImage(argv: string[]): Promise<number> {
     `osvb rofs: ${values.output}: ${stats.files} files, ${stats.symlinks} links, ${stats.directories} directories, ${stats.imageSize} bytes; ${how}, ${stats.bytesWritten} bytes written\n`,
   );
   return 0;
+}
+
+function timingsLine(treeMs: number, stats: RofsWriteStats): string {
+  const ms = (n: number): string => `${Math.round(n)} ms`;
+  const parts = [`tree ${ms(treeMs)}`];
+  const p = stats.phaseMs;
+  if (p?.sizes !== undefined) parts.push(`sizes ${ms(p.sizes)}`);
+  if (p) parts.push(`layout ${ms(p.layout)}${stats.copier?.startsWith('native') ? ' (while the data was copied)' : ''}`, `data ${ms(p.data)}`);
+  return `osvb rofs: timings: ${parts.join(', ')}${stats.copier ? `; copier: ${stats.copier}` : '; updated in place'}`;
 }
 
 export async function runRofs(argv: string[]): Promise<number> {

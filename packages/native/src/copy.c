@@ -169,13 +169,61 @@ static int past_failure(job_t *j, uint32_t index) {
 
 static int is_write_errno(int e) { return e == ENOSPC || e == EDQUOT || e == EFBIG || e == EROFS; }
 
+/*
+ * A thread's open directory: files come mostly directory by directory, and looking up one name
+ * in an open directory is cheaper than walking the whole path again for every file.
+ */
+typedef struct {
+  const char *path; /* the directory part of the last path (not NUL-terminated), or NULL */
+  size_t len;
+  int fd;
+} dir_cache_t;
+
+static void dir_cache_close(dir_cache_t *c) {
+  if (c->path && c->fd >= 0) close(c->fd);
+  c->path = NULL;
+  c->fd = -1;
+}
+
+/* The directory fd and the name to use for `path` (AT_FDCWD and the path when it has no directory part or it cannot be opened). */
+static int dir_for(dir_cache_t *c, const char *path, const char **name) {
+  const char *slash = strrchr(path, '/');
+  if (!slash || slash == path) {
+    *name = path;
+    return AT_FDCWD;
+  }
+  size_t len = (size_t)(slash - path);
+  if (!(c->path && c->len == len && memcmp(c->path, path, len) == 0)) {
+    dir_cache_close(c);
+    char dir[4096];
+    if (len >= sizeof dir) {
+      *name = path;
+      return AT_FDCWD;
+    }
+    memcpy(dir, path, len);
+    dir[len] = 0;
+    c->fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    c->path = path;
+    c->len = len;
+  }
+  if (c->fd < 0) { /* let the full path give the error */
+    *name = path;
+    return AT_FDCWD;
+  }
+  *name = slash + 1;
+  return c->fd;
+}
+
 static void stat_phase(job_t *j) {
+  dir_cache_t dc = {NULL, 0, -1};
   for (;;) {
     uint32_t k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
-    if (k >= j->nunknown) return;
+    if (k >= j->nunknown) break;
     uint32_t i = j->unknown[k];
     struct stat st;
-    if (stat(j->paths[i], &st) != 0) {
+    const char *name;
+    int dfd = dir_for(&dc, j->paths[i], &name);
+    if (fstatat(dfd, name, &st, 0) != 0) {
       fail(j, i, K_OPEN, errno, 0);
       continue;
     }
@@ -185,6 +233,7 @@ static void stat_phase(job_t *j) {
     }
     j->sizes[i] = (double)st.st_size;
   }
+  dir_cache_close(&dc);
 }
 
 /* Write all of buf at pos; 0 or an errno. */
@@ -200,9 +249,11 @@ static int pwrite_all(int fd, const uint8_t *buf, size_t n, int64_t pos) {
   return 0;
 }
 
-static void copy_piece(job_t *j, const piece_t *p, uint8_t *buf, int *use_cfr) {
+static void copy_piece(job_t *j, const piece_t *p, uint8_t *buf, int *use_cfr, dir_cache_t *dc) {
   uint32_t i = p->file;
-  int fd = open(j->paths[i], O_RDONLY | O_CLOEXEC);
+  const char *name;
+  int dfd = dir_for(dc, j->paths[i], &name);
+  int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     fail(j, i, K_OPEN, errno, 0);
     return;
@@ -263,6 +314,7 @@ static void copy_piece(job_t *j, const piece_t *p, uint8_t *buf, int *use_cfr) {
 static void copy_phase(job_t *j) {
   uint8_t *buf = malloc(BUF_BYTES);
   int use_cfr = !j->plain_io;
+  dir_cache_t dc = {NULL, 0, -1};
   for (;;) {
     uint32_t k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
     if (k >= j->npieces) break;
@@ -273,8 +325,9 @@ static void copy_phase(job_t *j) {
       fail(j, p->file, K_READ, ENOMEM, 0);
       break;
     }
-    copy_piece(j, p, buf, &use_cfr);
+    copy_piece(j, p, buf, &use_cfr, &dc);
   }
+  dir_cache_close(&dc);
   free(buf);
 }
 

@@ -60,6 +60,14 @@ export interface RofsWriteStats {
   mode: 'full' | 'in-place';
   /** Why an incremental write could not update in place (undefined when it did, or was not asked to). */
   fullReason?: string;
+  /** How a full write copied file data (see RofsWriteOptions.copier); undefined for in-place updates. */
+  copier?: RofsCopier;
+  /**
+   * Where a full write's time went, in ms: `sizes` finding the sizes of walked files (native),
+   * `layout` laying the image out (with the native copier, while the data is being copied),
+   * `data` copying file data.
+   */
+  phaseMs?: { sizes?: number; layout: number; data: number };
   imageSize: number;
   structureFirstBlock: number;
   structureBlocks: number;
@@ -573,7 +581,8 @@ function writeNative(
   fd: number,
   hasher: Hasher | undefined,
   plainIo: boolean,
-): { layout: RofsLayout; bytes: number; digests: string[] } | null {
+): FullWrite | null {
+  const t0 = performance.now();
   const binding = nativeCopier();
   if (!binding) throw new OsvbError('OSVB_INTERNAL', 'the native copier was asked for, but @osv-build/native is not built here');
   const sources = files.map((f) => f.node.source);
@@ -592,14 +601,17 @@ function writeNative(
   };
   const restoreSizes = (): void => files.forEach((f, i) => unknown[i] && (f.node.size = undefined));
   const copy = startNativeCopy(binding, { sources, sizes: files.map((f) => f.node.size), hash: hasher !== undefined, fd, start: ROFS_BLOCK, plainIo });
+  const t1 = performance.now();
   if (!('finish' in copy)) return failed(copy.failure);
   let layout: RofsLayout;
   let tail: ImageWriter;
+  let t2 = t1;
   try {
     files.forEach((f, i) => {
       if (unknown[i]) f.node.size = copy.sizes[i] as number;
     });
     layout = known ?? layoutRofs(tree);
+    t2 = performance.now();
     if (ROFS_BLOCK + copy.bytes !== layout.structureFirstBlock * ROFS_BLOCK) {
       throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${ROFS_BLOCK + copy.bytes}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
     }
@@ -619,7 +631,16 @@ function writeNative(
     return failed(r.failure);
   }
   const digests = r.digests ? Array.from(r.digests, (d) => hex(d)) : [];
-  return { layout, bytes: copy.bytes + tail.bytesWritten, digests };
+  const phaseMs = { sizes: t1 - t0, layout: t2 - t1, data: performance.now() - t1 };
+  return { layout, bytes: copy.bytes + tail.bytesWritten, digests, copier: plainIo ? 'native-plain-io' : 'native', phaseMs };
+}
+
+interface FullWrite {
+  layout: RofsLayout;
+  bytes: number;
+  digests: string[];
+  copier: RofsCopier;
+  phaseMs: NonNullable<RofsWriteStats['phaseMs']>;
 }
 
 /**
@@ -635,7 +656,7 @@ function writeFull(
   beforeRename: () => void,
   copierOption: RofsCopier | undefined,
   clock?: TrustClock,
-): { layout: RofsLayout; bytes: number; digests: string[] } {
+): FullWrite {
   const files: PathedFile[] = known ? known.files : orderedFiles(tree);
   const tmp = tempNameFor(outPath);
   let fd: number | undefined;
@@ -656,7 +677,10 @@ function writeFull(
     if (!written) {
       if (native === null) fs.ftruncateSync(fd, 0);
       // Block 0 is written last, when the layout is known.
-      const { writer: w, digests } = copyData(files, fd, hasher, copier === 'plain' || (copier !== 'threads' && files.length < READ_AHEAD_MIN_FILES) ? 'plain' : 'threads');
+      const t0 = performance.now();
+      const jsCopier = copier === 'plain' || (copier !== 'threads' && files.length < READ_AHEAD_MIN_FILES) ? 'plain' : 'threads';
+      const { writer: w, digests } = copyData(files, fd, hasher, jsCopier);
+      const t1 = performance.now();
       const layout = known ?? layoutRofs(tree);
       if (w.position !== layout.structureFirstBlock * ROFS_BLOCK) {
         throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${w.position}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
@@ -665,7 +689,7 @@ function writeFull(
       w.seek(0);
       w.append(layout.superblock);
       w.flush();
-      written = { layout, bytes: w.bytesWritten, digests };
+      written = { layout, bytes: w.bytesWritten, digests, copier: jsCopier, phaseMs: { layout: performance.now() - t1, data: t1 - t0 } };
     }
     fs.closeSync(fd);
     fd = undefined;
@@ -789,8 +813,8 @@ function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: 
 export async function writeRofsImage(tree: RofsTree, outPath: string, options: RofsWriteOptions): Promise<RofsWriteStats> {
   const layoutPath = options.layoutPath ?? defaultLayoutPath(outPath);
   if (!options.incremental) {
-    const { layout, bytes } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath), options.copier);
-    return statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
+    const { layout, bytes, copier, phaseMs } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath), options.copier);
+    return { ...statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0), copier, phaseMs };
   }
 
   // Taken before any source is read (see TrustClock).
@@ -855,9 +879,9 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
     }
   }
   const fullClock: TrustClock = { wallBefore: clock.wallBefore };
-  const { bytes, digests } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath), options.copier, fullClock);
+  const { bytes, digests, copier, phaseMs } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath), options.copier, fullClock);
   writeSidecar(outPath, layoutPath, layout, digests, hasher, fullClock);
-  const stats = statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0);
+  const stats: RofsWriteStats = { ...statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0), copier, phaseMs };
   if (fullReason !== undefined) stats.fullReason = fullReason;
   return stats;
 }
