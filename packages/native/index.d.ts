@@ -25,6 +25,14 @@ export interface NativeCopier {
    * undefined when `cancel` stopped it. With hashing, each file's XXH64 (seed 0) goes to `digests`.
    */
   copyWait(handle: CopyHandle, digests: BigUint64Array | null, cancel: boolean): number | CopyFailure | undefined;
+  /** stat(2) every file on `threads` background threads. */
+  statStart(paths: Buffer, count: number, threads: number): CopyHandle;
+  /**
+   * Wait for statStart: `out` (count × 7) gets size (-1 where the stat failed), mtime s, ns,
+   * ctime s, ns, inode, device per file; returns the first failure in file order (kind 0: cannot
+   * stat, 5: not a regular file), or undefined.
+   */
+  statWait(handle: CopyHandle, out: Float64Array): CopyFailure | undefined;
   /** XXH64 (seed 0) of the bytes: for tests against xxhash-wasm. */
   xxh64(data: Uint8Array): bigint;
 }

@@ -32,6 +32,8 @@
 #define PIECE ((int64_t)64 << 20)
 #define BUF_BYTES (256 << 10)
 #define MAX_THREADS 16
+/* A stat-only job's fields per file: size (-1: failed), mtime s, ns, ctime s, ns, inode, device. */
+#define SIG_FIELDS 7
 
 enum kind { K_OPEN = 0, K_READ = 1, K_MORE = 2, K_SHORT = 3, K_WRITE = 4, K_NOTFILE = 5 };
 
@@ -128,6 +130,7 @@ typedef struct {
   int64_t *offsets;
   piece_t *pieces;
   uint32_t npieces;
+  double *sig; /* stat-only jobs: SIG_FIELDS per file */
   uint32_t *unknown; /* indexes of files with size -1 */
   uint32_t nunknown;
   int out;
@@ -232,6 +235,16 @@ static void stat_phase(job_t *j) {
       continue;
     }
     j->sizes[i] = (double)st.st_size;
+    if (j->sig) {
+      double *f = j->sig + (size_t)i * SIG_FIELDS;
+      f[0] = (double)st.st_size;
+      f[1] = (double)st.st_mtim.tv_sec;
+      f[2] = (double)st.st_mtim.tv_nsec;
+      f[3] = (double)st.st_ctim.tv_sec;
+      f[4] = (double)st.st_ctim.tv_nsec;
+      f[5] = (double)st.st_ino;
+      f[6] = (double)st.st_dev;
+    }
   }
   dir_cache_close(&dc);
 }
@@ -343,6 +356,7 @@ static void *copy_main(void *arg) {
 
 static void job_free(job_t *j) {
   if (!j) return;
+  free(j->sig);
   free(j->names);
   free(j->paths);
   free(j->sizes);
@@ -573,6 +587,90 @@ done:
   return result;
 }
 
+/*
+ * statStart(paths: Buffer (NUL-terminated UTF-8 paths), count, threads) → handle: stat(2)s every
+ * file on background threads. statWait(handle, out: Float64Array(count * 7)) → undefined, or the
+ * first failure in file order ({ index, kind: 0 cannot stat | 5 not a regular file, errno });
+ * out gets size (-1 where the stat failed), mtime s, ns, ctime s, ns, inode, device per file.
+ */
+static napi_value stat_start(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result = NULL;
+  job_t *j = calloc(1, sizeof(job_t));
+  if (!j) {
+    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&j->lock, NULL);
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) BAD_ARGS();
+  char *names;
+  size_t names_len;
+  int32_t threads;
+  CHECK(napi_get_buffer_info(env, argv[0], (void **)&names, &names_len));
+  CHECK(napi_get_value_uint32(env, argv[1], &j->count));
+  CHECK(napi_get_value_int32(env, argv[2], &threads));
+  if (threads < 1) threads = 1;
+  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  size_t n = j->count ? j->count : 1;
+  j->names = malloc(names_len ? names_len : 1);
+  j->paths = malloc(sizeof(char *) * n);
+  j->sizes = malloc(sizeof(double) * n);
+  j->sig = malloc(sizeof(double) * SIG_FIELDS * n);
+  j->unknown = malloc(sizeof(uint32_t) * n);
+  if (!j->names || !j->paths || !j->sizes || !j->sig || !j->unknown) {
+    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
+    goto done;
+  }
+  memcpy(j->names, names, names_len);
+  size_t at = 0;
+  for (uint32_t i = 0; i < j->count; i++) {
+    const char *nul = at < names_len ? memchr(j->names + at, 0, names_len - at) : NULL;
+    if (!nul) BAD_ARGS();
+    j->paths[i] = j->names + at;
+    at = (size_t)(nul - j->names) + 1;
+    j->sizes[i] = -1;
+    j->sig[(size_t)i * SIG_FIELDS] = -1;
+    j->unknown[j->nunknown++] = i;
+  }
+  for (int t = 0; t < threads && (uint32_t)t < (j->count ? j->count : 1); t++)
+    if (pthread_create(&j->tid[j->started], NULL, stat_main, j) == 0) j->started++;
+  if (j->started == 0) stat_phase(j);
+  if (napi_create_external(env, j, handle_finalize, NULL, &result) != napi_ok) {
+    job_join(j, 1);
+    result = NULL;
+    goto done;
+  }
+  return result;
+done:
+  job_free(j);
+  return result;
+}
+
+static napi_value stat_wait(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result = NULL;
+  job_t *j;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) BAD_ARGS();
+  CHECK(napi_get_value_external(env, argv[0], (void **)&j));
+  if (j->waited || !j->sig) BAD_ARGS();
+  napi_typedarray_type tt;
+  size_t tlen;
+  void *tdata;
+  napi_value ab;
+  size_t aoff;
+  CHECK(napi_get_typedarray_info(env, argv[1], &tt, &tlen, &tdata, &ab, &aoff));
+  if (tt != napi_float64_array || tlen < (size_t)j->count * SIG_FIELDS) BAD_ARGS();
+  job_join(j, 0);
+  j->waited = 1;
+  memcpy(tdata, j->sig, sizeof(double) * SIG_FIELDS * j->count);
+  if (j->failed) return failure_value(env, j);
+  CHECK(napi_get_undefined(env, &result));
+done:
+  return result;
+}
+
 /* xxh64(buffer) → bigint: lets tests check this XXH64 against xxhash-wasm's. */
 static napi_value xxh64_js(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -597,7 +695,7 @@ static napi_value init(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
     napi_callback fn;
-  } fns[] = {{"copyStart", copy_start}, {"copyWait", copy_wait}, {"xxh64", xxh64_js}};
+  } fns[] = {{"copyStart", copy_start}, {"copyWait", copy_wait}, {"statStart", stat_start}, {"statWait", stat_wait}, {"xxh64", xxh64_js}};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);

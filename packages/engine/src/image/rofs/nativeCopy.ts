@@ -28,6 +28,8 @@ type Handle = { readonly [handleBrand]: true };
 interface Binding {
   copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, plainIo: 0 | 1): Handle | RawFailure;
   copyWait(handle: Handle, digests: BigUint64Array | null, cancel: boolean): number | RawFailure | undefined;
+  statStart(paths: Buffer, count: number, threads: number): Handle;
+  statWait(handle: Handle, out: Float64Array): RawFailure | undefined;
   xxh64(data: Uint8Array): bigint;
 }
 
@@ -39,7 +41,7 @@ export function nativeCopier(): Binding | undefined {
   if (loaded === undefined) {
     try {
       const mod = createRequire(import.meta.url)('@osv-build/native') as { native: Binding | null };
-      loaded = mod.native && typeof mod.native.copyStart === 'function' ? mod.native : null;
+      loaded = mod.native && typeof mod.native.copyStart === 'function' && typeof mod.native.statStart === 'function' ? mod.native : null;
     } catch {
       loaded = null;
     }
@@ -107,6 +109,51 @@ export function startNativeCopy(binding: Binding, req: NativeCopyRequest): Nativ
   };
 }
 
+/** What stat(2) says of a file, in the units Node's fs.Stats uses (so that signatures compare equal whichever made them). */
+export interface NativeStat {
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
+}
+
+/** stat(2)s running on background threads; `wait` gives each file's result (undefined where it failed) and the first failure. */
+export interface NativeStats {
+  wait(): { stats: Array<NativeStat | undefined>; failure: NativeCopyFailure | undefined };
+}
+
+const SIG_FIELDS = 7;
+
+export function startNativeStats(binding: Binding, sources: readonly string[]): NativeStats {
+  const n = sources.length;
+  const handle = binding.statStart(Buffer.from(sources.join('\0') + '\0'), n, copyThreads());
+  let done = false;
+  return {
+    wait() {
+      if (done) throw new Error('native stats already collected');
+      done = true;
+      const out = new Float64Array(Math.max(1, n * SIG_FIELDS));
+      const r = binding.statWait(handle, out);
+      const stats: Array<NativeStat | undefined> = new Array<NativeStat | undefined>(n);
+      for (let i = 0, o = 0; i < n; i++, o += SIG_FIELDS) {
+        const size = out[o] as number;
+        // As Node computes Stats.mtimeMs/ctimeMs from the same seconds and nanoseconds.
+        if (size >= 0) {
+          stats[i] = {
+            size,
+            mtimeMs: (out[o + 1] as number) * 1e3 + (out[o + 2] as number) / 1e6,
+            ctimeMs: (out[o + 3] as number) * 1e3 + (out[o + 4] as number) / 1e6,
+            ino: out[o + 5] as number,
+            dev: out[o + 6] as number,
+          };
+        }
+      }
+      return { stats, failure: r ? failureOf(r) : undefined };
+    },
+  };
+}
+
 function isFailure(v: unknown): v is RawFailure {
   return typeof v === 'object' && v !== null && typeof (v as RawFailure).kind === 'number';
 }
@@ -127,3 +174,57 @@ function errnoName(errno: number): string {
     return `errno ${errno}`;
   }
 }
+
+/**
+ * Stats of a tree's walked files taken while the tree is still being built: batches go to
+ * native threads as the walk finds files, so that by the time the image is written their sizes
+ * (and stat signatures) are known without a pass of its own. The results are hints: a file
+ * that changes afterwards is caught by the copy, as any other.
+ */
+export class StatPrefetch {
+  private batch: RofsFileLike[] = [];
+  private readonly running: Array<{ nodes: RofsFileLike[]; stats: NativeStats }> = [];
+
+  private constructor(private readonly binding: Binding) {}
+
+  /** A prefetcher when the native copier is there, else undefined. */
+  static create(): StatPrefetch | undefined {
+    const binding = nativeCopier();
+    return binding ? new StatPrefetch(binding) : undefined;
+  }
+
+  add(node: RofsFileLike): void {
+    if (node.source.includes('\0')) return;
+    this.batch.push(node);
+    if (this.batch.length >= PREFETCH_BATCH) this.flush();
+  }
+
+  /** Start the last batch (the tree is complete). */
+  flush(): void {
+    if (this.batch.length === 0) return;
+    const nodes = this.batch;
+    this.batch = [];
+    this.running.push({ nodes, stats: startNativeStats(this.binding, nodes.map((n) => n.source)) });
+  }
+
+  /** Wait for every batch; each node stat'ed gets `prefetched` (failures are left for the writer to meet). */
+  apply(): void {
+    this.flush();
+    for (const { nodes, stats } of this.running.splice(0)) {
+      const { stats: results } = stats.wait();
+      nodes.forEach((node, i) => {
+        const st = results[i];
+        if (st) node.prefetched = st;
+      });
+    }
+  }
+}
+
+/** The part of RofsFile the prefetcher touches (tree.ts imports this module, not the reverse). */
+interface RofsFileLike {
+  source: string;
+  prefetched?: { size: number; mtimeMs: number; ctimeMs: number; ino: number; dev?: number };
+}
+
+/** Files per prefetch batch: the first batch starts while the walk has barely begun. */
+const PREFETCH_BATCH = 1024;
