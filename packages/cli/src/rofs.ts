@@ -124,7 +124,6 @@ async function runBuildImage(argv: string[]): Promise<number> {
     defines,
     walkOrder: compat === 'osv' ? 'os' : 'sorted',
     strip: { program: process.env['STRIP'] || 'strip', cacheDir, warn },
-    prefetchSizes: values.incremental === false,
   });
   const treeMs = performance.now() - treeStarted;
   const out = path.resolve(values.output);

@@ -146,12 +146,21 @@ export function layoutRofs(tree: RofsTree): RofsLayout {
   for (const s of symlinks) bytes += ROFS_SYMLINK_HEAD + s.length;
   const structure = Buffer.alloc(bytes);
   let o = 0;
+  // Byte by byte: names are short, and a call into Buffer.write per name costs more than the copy.
   for (let k = 0; k < dentryNames.length; k++) {
     const name = dentryNames[k] as string;
-    putU64(structure, o, dentryInodes[k] as number);
-    structure.writeUInt16LE(name.length, o + 8);
-    structure.write(name, o + ROFS_DENTRY_HEAD, 'latin1');
-    o += ROFS_DENTRY_HEAD + name.length;
+    const ino = dentryInodes[k] as number;
+    const len = name.length;
+    structure[o] = ino & 0xff;
+    structure[o + 1] = (ino >>> 8) & 0xff;
+    structure[o + 2] = (ino >>> 16) & 0xff;
+    structure[o + 3] = (ino >>> 24) & 0xff;
+    // bytes 4..7 (inode numbers above 2^32 are impossible: the table would not fit in memory) stay 0
+    structure[o + 8] = len & 0xff;
+    structure[o + 9] = len >>> 8;
+    o += ROFS_DENTRY_HEAD;
+    for (let c = 0; c < len; c++) structure[o + c] = name.charCodeAt(c);
+    o += len;
   }
   for (const s of symlinks) {
     structure.writeUInt16LE(s.length, o);

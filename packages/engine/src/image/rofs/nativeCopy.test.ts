@@ -10,7 +10,7 @@ import xxhash from 'xxhash-wasm';
 import { useTempDirs } from '../../testing/index.js';
 import { nativeCopier, startNativeCopy } from './nativeCopy.js';
 import { readRofsFile } from './reader.js';
-import { buildRofsTree, rofsDir, rofsFileFrom, type RofsTree } from './tree.js';
+import { rofsDir, rofsFileFrom, type RofsTree } from './tree.js';
 import { writeRofsImage } from './writer.js';
 
 const tempDir = useTempDirs('osvb-rofs-native-');
@@ -92,35 +92,6 @@ describe.runIf(binding !== undefined)('native copy', () => {
       for (const at of marks) expect(back.subarray(at, at + String(at).length + 2).toString()).toBe(`@${at}@`);
       fs.rmSync(out);
     }
-  });
-
-  it('stats walked files while the tree is built, and still takes files that changed since as they read', async () => {
-    const root = tempDir();
-    const build = path.join(root, 'build');
-    const content = (i: number): string => `file ${i} `.repeat(i % 5 === 0 ? 0 : 40 + i);
-    for (let i = 0; i < 3000; i++) {
-      fs.mkdirSync(path.join(build, `d${i % 7}`), { recursive: true });
-      fs.writeFileSync(path.join(build, `d${i % 7}`, `f${i}`), content(i));
-    }
-    const manifest = Array.from({ length: 7 }, (_, d) => `/d${d}/**: d${d}/**\n`).join('');
-    const walk = (): Promise<RofsTree> => buildRofsTree(manifest, { file: 'usr.manifest', cwd: build, strip: false, prefetchSizes: true });
-    const first = await walk();
-    expect(first.prefetch).toBeDefined();
-    const unchanged = await writeRofsImage(first, path.join(root, 'unchanged.img'), { incremental: false, copier: 'native' });
-    expect(unchanged.copier).toBe('native');
-    const tree = await walk();
-    // After the walk: one file grows, one shrinks, one empties, one empty one gets content.
-    const changed: Record<string, string> = { 'd1/f8': 'grown '.repeat(500), 'd2/f9': 'short', 'd3/f3': '', 'd0/f0': 'was empty' };
-    for (const [rel, text] of Object.entries(changed)) fs.writeFileSync(path.join(build, rel), text);
-    const out = path.join(root, 'rofs.img');
-    const stats = await writeRofsImage(tree, out, { incremental: false, copier: 'native' });
-    // The copy met files whose hinted sizes were wrong and handed the write to the JavaScript copier.
-    expect(stats.copier).toBe('plain');
-    for (const [rel, text] of Object.entries(changed)) expect(readRofsFile(out, `/${rel}`).toString(), rel).toBe(text);
-    expect(readRofsFile(out, '/d4/f4').toString()).toBe(content(4));
-    const fresh = path.join(root, 'fresh.img');
-    await writeRofsImage(await buildRofsTree(manifest, { file: 'usr.manifest', cwd: build, strip: false }), fresh, { incremental: false, copier: 'plain' });
-    expect(fs.readFileSync(out).equals(fs.readFileSync(fresh))).toBe(true);
   });
 
   it('hands a walked file whose size cannot be trusted (/proc) to the JavaScript copier, which reads it as it is', async () => {

@@ -25,7 +25,6 @@ import { pyJoin, type WalkOrder } from '../../fsutil/index.js';
 import { applyDefines, expandEntry, parseManifest, unsymlink, decodeManifestText } from '../../manifest/index.js';
 import { initHashing } from '../../hash/index.js';
 import { contentPathFor, shouldStrip, type StripContext } from '../strip.js';
-import { StatPrefetch } from './nativeCopy.js';
 
 export interface RofsOrigin {
   file: string;
@@ -56,12 +55,6 @@ export interface RofsFile {
   host?: string;
   origin?: RofsOrigin;
   signature?: RofsSourceSignature;
-  /**
-   * What stat(2) said of a walked file while the tree was built (StatPrefetch, with the native
-   * copier): its size and signature as of then, for the writer to start from. Not a promise:
-   * the writer still takes the file as it reads, as for any walked file.
-   */
-  prefetched?: RofsSourceSignature;
 }
 
 export interface RofsLink {
@@ -81,8 +74,6 @@ export type RofsNode = RofsFile | RofsLink | RofsDir;
 
 export interface RofsTree {
   root: RofsDir;
-  /** Stats of walked files still running on native threads; the writer waits for them (StatPrefetch.apply). */
-  prefetch?: StatPrefetch;
 }
 
 export interface RofsStripOptions {
@@ -103,12 +94,6 @@ export interface RofsTreeOptions {
   walkOrder?: WalkOrder;
   /** `.so` stripping (spec §6.8); `false` turns it off (the image then stores originals). */
   strip: RofsStripOptions | false;
-  /**
-   * Stat walked files on native threads while the tree is built (see StatPrefetch), for a full
-   * write that will take their sizes as hints. An incremental write stats them itself, just
-   * before it reads them, so it has no use for this.
-   */
-  prefetchSizes?: boolean;
 }
 
 /** Longest name or link target whose length fits the format's u16. */
@@ -388,17 +373,13 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
     ? { cwd, strip: opts.strip.program, cacheDir: opts.strip.cacheDir, warn: opts.strip.warn }
     : undefined;
   const b = new TreeBuilder();
-  const prefetch = opts.prefetchSizes ? StatPrefetch.create() : undefined;
 
   for (const raw of parseManifest(text, opts.file)) {
     const origin: RofsOrigin = { file: opts.file, line: raw.line };
     const defined = { ...raw, host: applyDefines(raw.host, defines, origin) };
     const sink: PlainFileSink = {
       dir: (guestDir) => b.dirAt(guestDir, origin),
-      add: (dir, name, file) => {
-        b.setChild(dir, name, file);
-        prefetch?.add(file);
-      },
+      add: (dir, name, file) => b.setChild(dir, name, file),
       origin,
     };
     const expanded: Iterable<Walked | { guest: string; host: string; regular?: undefined }> =
@@ -459,10 +440,6 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
   }
   // setLeaf refuses "/" as a file or link, so the root is always a directory.
   const tree: RofsTree = { root: root as RofsDir };
-  if (prefetch) {
-    prefetch.flush();
-    tree.prefetch = prefetch;
-  }
   checkRofsTree(tree, b.problems);
   return tree;
 }

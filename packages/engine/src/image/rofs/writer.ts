@@ -600,9 +600,7 @@ function writeNative(
     throw inputError(f, `could not be read: ${code ?? 'read failed'}`);
   };
   const restoreSizes = (): void => files.forEach((f, i) => unknown[i] && (f.node.size = undefined));
-  // A prefetched size is a hint, checked by the copy; except 0, which the copier would take on
-  // trust (no read at all): such a file is sized again.
-  const copy = startNativeCopy(binding, { sources, sizes: files.map((f) => f.node.size ?? (f.node.prefetched?.size || undefined)), hash: hasher !== undefined, fd, start: ROFS_BLOCK, plainIo });
+  const copy = startNativeCopy(binding, { sources, sizes: files.map((f) => f.node.size), hash: hasher !== undefined, fd, start: ROFS_BLOCK, plainIo });
   const t1 = performance.now();
   if (!('finish' in copy)) return failed(copy.failure);
   let layout: RofsLayout;
@@ -831,10 +829,6 @@ function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: 
  */
 export async function writeRofsImage(tree: RofsTree, outPath: string, options: RofsWriteOptions): Promise<RofsWriteStats> {
   const layoutPath = options.layoutPath ?? defaultLayoutPath(outPath);
-  if (tree.prefetch) {
-    tree.prefetch.apply();
-    delete tree.prefetch;
-  }
   if (!options.incremental) {
     const { layout, bytes, copier, phaseMs } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath), options.copier);
     return { ...statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0), copier, phaseMs };
