@@ -7,32 +7,33 @@ export interface CopyFailure {
   got: number;
 }
 
-/** A copy running on background threads. */
-export interface CopyHandle {
-  readonly __osvbCopyHandle: unique symbol;
+/** A job running on background threads. */
+export interface JobHandle {
+  readonly __osvbJobHandle: unique symbol;
 }
 
 export interface NativeCopier {
   /**
    * Copy `count` files (NUL-terminated UTF-8 paths in `paths`) into `outFd`, file i at `start` +
-   * the sum of the earlier files' sizes each rounded up to 512. `sizes`: in, the size or -1
-   * (found with stat before this returns); out, every size. The copy runs on `threads`
-   * background threads; a stat failure comes back at once instead of a handle.
+   * the sum of the earlier files' sizes each rounded up to 512. `sizes`: the size, or -1 where
+   * the file must be stat'ed first. Everything runs on `threads` background threads.
    */
-  copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, plainIo: 0 | 1): CopyHandle | CopyFailure;
+  copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, plainIo: 0 | 1): JobHandle;
+  /** Wait until every size is known (writes them to `sizes`): the data bytes (padded), or the first file that could not be stat'ed. */
+  copySizes(handle: JobHandle, sizes: Float64Array): number | CopyFailure;
   /**
    * Wait for the copy: the data bytes written (padded), or the first failure in file order;
    * undefined when `cancel` stopped it. With hashing, each file's XXH64 (seed 0) goes to `digests`.
    */
-  copyWait(handle: CopyHandle, digests: BigUint64Array | null, cancel: boolean): number | CopyFailure | undefined;
+  copyWait(handle: JobHandle, digests: BigUint64Array | null, cancel: boolean): number | CopyFailure | undefined;
   /** stat(2) every file on `threads` background threads. */
-  statStart(paths: Buffer, count: number, threads: number): CopyHandle;
+  statStart(paths: Buffer, count: number, threads: number): JobHandle;
   /**
    * Wait for statStart: `out` (count × 7) gets size (-1 where the stat failed), mtime s, ns,
    * ctime s, ns, inode, device per file; returns the first failure in file order (kind 0: cannot
    * stat, 5: not a regular file), or undefined.
    */
-  statWait(handle: CopyHandle, out: Float64Array): CopyFailure | undefined;
+  statWait(handle: JobHandle, out: Float64Array): CopyFailure | undefined;
   /** XXH64 (seed 0) of the bytes: for tests against xxhash-wasm. */
   xxh64(data: Uint8Array): bigint;
 }

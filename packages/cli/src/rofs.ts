@@ -162,8 +162,8 @@ function timingsLine(treeMs: number, stats: RofsWriteStats): string {
   const ms = (n: number): string => `${Math.round(n)} ms`;
   const parts = [`tree ${ms(treeMs)}`];
   const p = stats.phaseMs;
-  if (p?.sizes !== undefined) parts.push(`sizes ${ms(p.sizes)}`);
-  if (p) parts.push(`layout ${ms(p.layout)}${stats.copier?.startsWith('native') ? ' (while the data was copied)' : ''}`, `data ${ms(p.data)}`);
+  if (p?.sizes !== undefined) parts.push(`sizes ${ms(p.sizes)} (layout planned meanwhile)`);
+  if (p) parts.push(`layout ${ms(p.layout)}`, `data ${ms(p.data)}${stats.copier?.startsWith('native') ? ' (on native threads, sizes and layout included)' : ''}`);
   return `osvb rofs: timings: ${parts.join(', ')}${stats.copier ? `; copier: ${stats.copier}` : '; updated in place'}`;
 }
 

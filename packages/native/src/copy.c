@@ -141,6 +141,13 @@ typedef struct {
   pthread_t tid[MAX_THREADS];
   int started; /* background copy threads running */
   int waited;
+  int threads; /* workers asked for */
+  int all_started; /* the starter made every worker it could (then `started` is final) */
+  int stat_done; /* workers past the stat phase */
+  int planning, planned; /* offsets and pieces: being made by the last worker out of the stat phase, made */
+  int oom;
+  int64_t start; /* byte offset of the first file's data */
+  pthread_cond_t cond;
   pthread_mutex_t lock;
   int failed;
   uint32_t fail_index;
@@ -349,11 +356,6 @@ static void *stat_main(void *arg) {
   return NULL;
 }
 
-static void *copy_main(void *arg) {
-  copy_phase(arg);
-  return NULL;
-}
-
 static void job_free(job_t *j) {
   if (!j) return;
   free(j->sig);
@@ -365,6 +367,7 @@ static void job_free(job_t *j) {
   free(j->unknown);
   free(j->pieces);
   pthread_mutex_destroy(&j->lock);
+  pthread_cond_destroy(&j->cond);
   free(j);
 }
 
@@ -375,17 +378,9 @@ static void job_join(job_t *j, int cancel) {
   j->started = 0;
 }
 
-/* Sizes (stat phase, on `threads` threads including this one), then offsets and pieces; 0 or -1 (out of memory). */
-static int job_plan(job_t *j, int threads) {
-  if (j->nunknown) {
-    pthread_t tid[MAX_THREADS];
-    int started = 0;
-    for (int t = 1; t < threads && (uint32_t)t < j->nunknown; t++)
-      if (pthread_create(&tid[started], NULL, stat_main, j) == 0) started++;
-    stat_phase(j);
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-    j->next = 0;
-  }
+/* Offsets and pieces, once every size is known; 0 or -1 (out of memory). */
+static int job_plan(job_t *j) {
+  j->next = 0;
   if (j->failed) return 0;
   /* One piece per file with data, large files in several when not hashing; an empty file of
      unknown size is still opened, to check that it is empty. */
@@ -419,7 +414,40 @@ static int job_plan(job_t *j, int threads) {
       j->pieces[j->npieces++] = (piece_t){i, from, len, from + len == size};
     }
   }
+  /* Offsets become absolute; reserving the data area up front makes the parallel writes cheaper
+     (no block allocation or size update per write). Only a real fallocate: glibc's
+     posix_fallocate would write zeros where the file system cannot. */
+  for (uint32_t i = 0; i < j->count; i++) j->offsets[i] += j->start;
+  if (j->bytes > 0) (void)fallocate(j->out, 0, j->start, j->bytes);
   return 0;
+}
+
+/*
+ * A copy job's worker: its share of the stat phase; the last worker out of it lays the data out
+ * (offsets, pieces) and lets the others go; then its share of the copy.
+ */
+static void *worker_main(void *arg) {
+  job_t *j = arg;
+  stat_phase(j);
+  pthread_mutex_lock(&j->lock);
+  j->stat_done++;
+  while (!j->planned) {
+    if (j->all_started && j->stat_done == j->started && !j->planning) {
+      j->planning = 1;
+      pthread_mutex_unlock(&j->lock);
+      int oom = job_plan(j) != 0;
+      pthread_mutex_lock(&j->lock);
+      j->oom = oom;
+      j->planned = 1;
+      pthread_cond_broadcast(&j->cond);
+      break;
+    }
+    pthread_cond_wait(&j->cond, &j->lock);
+  }
+  int go = !j->failed && !j->oom;
+  pthread_mutex_unlock(&j->lock);
+  if (go) copy_phase(j);
+  return NULL;
 }
 
 /* ---- N-API glue ---- */
@@ -459,9 +487,9 @@ static void handle_finalize(napi_env env, void *data, void *hint) {
 }
 
 /*
- * copyStart(paths: Buffer (NUL-terminated UTF-8 paths), count, sizes: Float64Array (in: size or
- * -1; out: every size), hash: boolean, outFd, start, threads, plainIo)
- *   → handle (the copy runs on background threads) | { index, kind, errno, got } (a stat failed)
+ * copyStart(paths: Buffer (NUL-terminated UTF-8 paths), count, sizes: Float64Array (size or -1:
+ * found with stat), hash: boolean, outFd, start, threads, plainIo) → handle. Everything runs on
+ * background threads: the stats, then the copy; copySizes waits for the sizes, copyWait for the end.
  * Everything the threads use is copied first: nothing of the caller's memory is touched after
  * this returns, until copyWait.
  */
@@ -474,6 +502,7 @@ static napi_value copy_start(napi_env env, napi_callback_info info) {
     return NULL;
   }
   pthread_mutex_init(&j->lock, NULL);
+  pthread_cond_init(&j->cond, NULL);
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 8) BAD_ARGS();
 
@@ -524,23 +553,20 @@ static napi_value copy_start(napi_env env, napi_callback_info info) {
     if (j->sizes[i] < 0) j->unknown[j->nunknown++] = i;
   }
 
-  if (job_plan(j, threads) != 0) {
-    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
-    goto done;
+  j->start = start;
+  j->threads = threads;
+  pthread_mutex_lock(&j->lock);
+  for (int t = 0; t < threads; t++)
+    if (pthread_create(&j->tid[j->started], NULL, worker_main, j) == 0) j->started++;
+  j->all_started = 1;
+  pthread_cond_broadcast(&j->cond);
+  pthread_mutex_unlock(&j->lock);
+  if (j->started == 0) { /* no thread could be made: everything here, now */
+    stat_phase(j);
+    j->oom = job_plan(j) != 0;
+    j->planned = 1;
+    if (!j->failed && !j->oom) copy_phase(j);
   }
-  memcpy(sizes_out, j->sizes, sizeof(double) * j->count);
-  if (j->failed) {
-    result = failure_value(env, j);
-    goto done;
-  }
-  /* Offsets become absolute; reserving the data area up front makes the parallel writes cheaper
-     (no block allocation or size update per write). Only a real fallocate: glibc's
-     posix_fallocate would write zeros where the file system cannot. */
-  for (uint32_t i = 0; i < j->count; i++) j->offsets[i] += start;
-  if (j->bytes > 0) (void)fallocate(j->out, 0, start, j->bytes);
-  for (int t = 0; t < threads && (uint32_t)t < (j->npieces ? j->npieces : 1); t++)
-    if (pthread_create(&j->tid[j->started], NULL, copy_main, j) == 0) j->started++;
-  if (j->started == 0) copy_phase(j); /* no thread could be made: copy here */
   if (napi_create_external(env, j, handle_finalize, NULL, &result) != napi_ok) {
     job_join(j, 1);
     result = NULL;
@@ -549,6 +575,38 @@ static napi_value copy_start(napi_env env, napi_callback_info info) {
   return result;
 done:
   job_free(j);
+  return result;
+}
+
+/*
+ * copySizes(handle, sizes: Float64Array) → number (data bytes the files take, padded) | failure:
+ * waits until every size is known (the copy goes on), and writes them to `sizes`.
+ */
+static napi_value copy_sizes(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result = NULL;
+  job_t *j;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) BAD_ARGS();
+  CHECK(napi_get_value_external(env, argv[0], (void **)&j));
+  napi_typedarray_type tt;
+  size_t tlen;
+  void *tdata;
+  napi_value ab;
+  size_t aoff;
+  CHECK(napi_get_typedarray_info(env, argv[1], &tt, &tlen, &tdata, &ab, &aoff));
+  if (tt != napi_float64_array || tlen < j->count) BAD_ARGS();
+  pthread_mutex_lock(&j->lock);
+  while (!j->planned) pthread_cond_wait(&j->cond, &j->lock);
+  pthread_mutex_unlock(&j->lock);
+  memcpy(tdata, j->sizes, sizeof(double) * j->count);
+  if (j->failed) return failure_value(env, j);
+  if (j->oom) {
+    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
+    return NULL;
+  }
+  CHECK(napi_create_double(env, (double)j->bytes, &result));
+done:
   return result;
 }
 
@@ -570,6 +628,10 @@ static napi_value copy_wait(napi_env env, napi_callback_info info) {
   j->waited = 1;
   if (cancel) return NULL;
   if (j->failed) return failure_value(env, j);
+  if (j->oom) {
+    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
+    return NULL;
+  }
   napi_valuetype vt;
   CHECK(napi_typeof(env, argv[1], &vt));
   if (j->digests && vt != napi_null && vt != napi_undefined) {
@@ -602,6 +664,7 @@ static napi_value stat_start(napi_env env, napi_callback_info info) {
     return NULL;
   }
   pthread_mutex_init(&j->lock, NULL);
+  pthread_cond_init(&j->cond, NULL);
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 3) BAD_ARGS();
   char *names;
@@ -695,7 +758,7 @@ static napi_value init(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
     napi_callback fn;
-  } fns[] = {{"copyStart", copy_start}, {"copyWait", copy_wait}, {"statStart", stat_start}, {"statWait", stat_wait}, {"xxh64", xxh64_js}};
+  } fns[] = {{"copyStart", copy_start}, {"copySizes", copy_sizes}, {"copyWait", copy_wait}, {"statStart", stat_start}, {"statWait", stat_wait}, {"xxh64", xxh64_js}};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);

@@ -71,16 +71,32 @@ export function orderedFiles(tree: RofsTree): Array<{ node: RofsFile; path: stri
   return out;
 }
 
-/** Every file's size must be known (see RofsFile.size). */
-export function layoutRofs(tree: RofsTree): RofsLayout {
+/**
+ * The part of a layout that does not depend on file sizes: inode numbers, modes, dentries and
+ * symlinks, every regular file in data order. Planning can go on while the sizes are still
+ * being found (the native copier stats walked files meanwhile); placeRofs finishes the layout.
+ */
+export interface RofsPlan {
+  files: Array<{ node: RofsFile; path: string; inode: number }>;
+  modes: number[];
+  /** Directories: first dentry; links: symlink index; files: filled in by placeRofs. */
+  offsets: number[];
+  /** Directories: dentry count; links: 1; files: filled in by placeRofs. */
+  counts: number[];
+  dentryInodes: number[];
+  dentryNames: string[];
+  symlinks: string[];
+  directories: number;
+}
+
+export function planRofs(tree: RofsTree): RofsPlan {
   const modes: number[] = [];
   const offsets: number[] = [];
   const counts: number[] = [];
   const dentryInodes: number[] = [];
   const dentryNames: string[] = [];
   const symlinks: string[] = [];
-  const files: RofsLayoutFile[] = [];
-  let block = 1;
+  const files: RofsPlan['files'] = [];
   let directories = 1;
 
   const newInode = (): number => {
@@ -117,13 +133,8 @@ export function layoutRofs(tree: RofsTree): RofsLayout {
         counts[i] = 1;
         symlinks.push(node.target);
       } else {
-        const size = node.size;
-        if (size === undefined || !Number.isSafeInteger(size) || size < 0) throw bad(node, `file "${guest}" has ${size === undefined ? 'no known size' : `an invalid size ${size}`}`);
         modes[i] = MODE_REG;
-        offsets[i] = block;
-        counts[i] = size;
-        files.push({ node, path: guest, inode: ino, block, size });
-        block += blocksFor(size);
+        files.push({ node, path: guest, inode: ino });
       }
     }
     const first = dentryInodes.length;
@@ -139,6 +150,30 @@ export function layoutRofs(tree: RofsTree): RofsLayout {
   const [rootCount, rootFirst] = writeDir(tree.root, '', 0);
   counts[root - 1] = rootCount;
   offsets[root - 1] = rootFirst;
+  return { files, modes, offsets, counts, dentryInodes, dentryNames, symlinks, directories };
+}
+
+/** Every file's size must be known (see RofsFile.size). */
+export function layoutRofs(tree: RofsTree): RofsLayout {
+  return placeRofs(planRofs(tree));
+}
+
+/** Place a plan's files (their sizes are known now) and serialise the structure area and block 0. */
+export function placeRofs(plan: RofsPlan): RofsLayout {
+  const { modes, dentryInodes, dentryNames, symlinks, directories } = plan;
+  const offsets = plan.offsets.slice();
+  const counts = plan.counts.slice();
+  const files: RofsLayoutFile[] = new Array<RofsLayoutFile>(plan.files.length);
+  let block = 1;
+  for (let k = 0; k < plan.files.length; k++) {
+    const { node, path, inode } = plan.files[k] as RofsPlan['files'][number];
+    const size = node.size;
+    if (size === undefined || !Number.isSafeInteger(size) || size < 0) throw bad(node, `file "${path}" has ${size === undefined ? 'no known size' : `an invalid size ${size}`}`);
+    offsets[inode - 1] = block;
+    counts[inode - 1] = size;
+    files[k] = { node, path, inode, block, size };
+    block += blocksFor(size);
+  }
 
   // Names and targets are checked ASCII above, so string length = byte length.
   let bytes = modes.length * ROFS_INODE_BYTES;

@@ -26,7 +26,8 @@ declare const handleBrand: unique symbol;
 type Handle = { readonly [handleBrand]: true };
 
 interface Binding {
-  copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, plainIo: 0 | 1): Handle | RawFailure;
+  copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, plainIo: 0 | 1): Handle;
+  copySizes(handle: Handle, sizes: Float64Array): number | RawFailure;
   copyWait(handle: Handle, digests: BigUint64Array | null, cancel: boolean): number | RawFailure | undefined;
   statStart(paths: Buffer, count: number, threads: number): Handle;
   statWait(handle: Handle, out: Float64Array): RawFailure | undefined;
@@ -41,7 +42,7 @@ export function nativeCopier(): Binding | undefined {
   if (loaded === undefined) {
     try {
       const mod = createRequire(import.meta.url)('@osv-build/native') as { native: Binding | null };
-      loaded = mod.native && typeof mod.native.copyStart === 'function' && typeof mod.native.statStart === 'function' ? mod.native : null;
+      loaded = mod.native && typeof mod.native.copySizes === 'function' && typeof mod.native.statStart === 'function' ? mod.native : null;
     } catch {
       loaded = null;
     }
@@ -66,33 +67,30 @@ export interface NativeCopyRequest {
   plainIo?: boolean;
 }
 
-/** A copy running on native threads; `finish` (or `cancel`) must be called before the fd is closed. */
+/** A copy running on native threads (stats first, then data); `finish` or `cancel` must be called before the fd is closed. */
 export interface NativeCopy {
-  /** Every file's size (found by stat where the request did not know it). */
-  sizes: Float64Array;
-  /** Bytes the data takes (each file padded to a block). */
-  bytes: number;
+  /**
+   * Wait until every file's size is known (the data copy goes on meanwhile): the sizes, and the
+   * bytes the data takes (each file padded to a block); or the first file that could not be stat'ed.
+   */
+  sizes(): { ok: true; sizes: Float64Array; bytes: number } | { ok: false; failure: NativeCopyFailure };
   finish(): { ok: true; digests: BigUint64Array | undefined } | { ok: false; failure: NativeCopyFailure };
   cancel(): void;
 }
 
-/**
- * Find the sizes (stat, in parallel) and start copying on background threads; the calling thread
- * is free until `finish`. A failure to stat comes back at once.
- */
-export function startNativeCopy(binding: Binding, req: NativeCopyRequest): NativeCopy | { failure: NativeCopyFailure } {
+/** Start a copy: the calling thread is free until `sizes` (or `finish`). */
+export function startNativeCopy(binding: Binding, req: NativeCopyRequest): NativeCopy {
   const n = req.sources.length;
   const sizes = new Float64Array(n);
   for (let i = 0; i < n; i++) sizes[i] = req.sizes[i] ?? -1;
   const paths = Buffer.from(req.sources.join('\0') + '\0');
   const handle = binding.copyStart(paths, n, sizes, req.hash, req.fd, req.start, copyThreads(), req.plainIo ? 1 : 0);
-  if (isFailure(handle)) return { failure: failureOf(handle) };
-  let bytes = 0;
-  for (let i = 0; i < n; i++) bytes += Math.ceil((sizes[i] as number) / 512) * 512;
   let done = false;
   return {
-    sizes,
-    bytes,
+    sizes() {
+      const r = binding.copySizes(handle, sizes);
+      return typeof r === 'number' ? { ok: true, sizes, bytes: r } : { ok: false, failure: failureOf(r) };
+    },
     finish() {
       if (done) throw new Error('native copy already finished');
       done = true;
@@ -152,10 +150,6 @@ export function startNativeStats(binding: Binding, sources: readonly string[]): 
       return { stats, failure: r ? failureOf(r) : undefined };
     },
   };
-}
-
-function isFailure(v: unknown): v is RawFailure {
-  return typeof v === 'object' && v !== null && typeof (v as RawFailure).kind === 'number';
 }
 
 function failureOf(r: RawFailure): NativeCopyFailure {

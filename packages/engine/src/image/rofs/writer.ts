@@ -26,7 +26,7 @@ import xxhash from 'xxhash-wasm';
 import { OsvbError } from '../../errors/index.js';
 import { tempNameFor, writeFileAtomic } from '../../fsutil/index.js';
 import { blocksFor, ROFS_BLOCK } from './format.js';
-import { layoutRofs, orderedFiles, type RofsLayout, type RofsLayoutFile } from './layout.js';
+import { layoutRofs, orderedFiles, placeRofs, planRofs, type RofsLayout, type RofsLayoutFile, type RofsPlan } from './layout.js';
 import { nativeCopier, startNativeCopy, startNativeStats, type NativeCopyFailure, type NativeStat } from './nativeCopy.js';
 import { copyWithReadAhead, ReadAheadFailure } from './readAhead.js';
 import type { RofsDir, RofsFile, RofsTree } from './tree.js';
@@ -63,9 +63,10 @@ export interface RofsWriteStats {
   /** How a full write copied file data (see RofsWriteOptions.copier); undefined for in-place updates. */
   copier?: RofsCopier;
   /**
-   * Where a full write's time went, in ms: `sizes` finding the sizes of walked files (native),
-   * `layout` laying the image out (with the native copier, while the data is being copied),
-   * `data` copying file data.
+   * Where a full write's time went, in ms. Native copier: `sizes` until every walked file's size
+   * was known (the layout is planned meanwhile), `layout` placing the files once they were,
+   * `data` the whole copy (stats included; the layout and the structure area are written
+   * meanwhile). JavaScript copiers: `layout` after `data`.
    */
   phaseMs?: { sizes?: number; layout: number; data: number };
   imageSize: number;
@@ -601,19 +602,26 @@ function writeNative(
   };
   const restoreSizes = (): void => files.forEach((f, i) => unknown[i] && (f.node.size = undefined));
   const copy = startNativeCopy(binding, { sources, sizes: files.map((f) => f.node.size), hash: hasher !== undefined, fd, start: ROFS_BLOCK, plainIo });
-  const t1 = performance.now();
-  if (!('finish' in copy)) return failed(copy.failure);
   let layout: RofsLayout;
   let tail: ImageWriter;
-  let t2 = t1;
+  let sizesKnown = t0;
+  let placed = t0;
   try {
+    // Everything of the layout that does not need sizes, while the native threads stat.
+    const plan = known ? undefined : planRofs(tree);
+    const sized = copy.sizes();
+    sizesKnown = performance.now();
+    if (!sized.ok) {
+      copy.cancel();
+      return failed(sized.failure);
+    }
     files.forEach((f, i) => {
-      if (unknown[i]) f.node.size = copy.sizes[i] as number;
+      if (unknown[i]) f.node.size = sized.sizes[i] as number;
     });
-    layout = known ?? layoutRofs(tree);
-    t2 = performance.now();
-    if (ROFS_BLOCK + copy.bytes !== layout.structureFirstBlock * ROFS_BLOCK) {
-      throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${ROFS_BLOCK + copy.bytes}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
+    layout = known ?? placeRofs(plan as RofsPlan);
+    placed = performance.now();
+    if (ROFS_BLOCK + sized.bytes !== layout.structureFirstBlock * ROFS_BLOCK) {
+      throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${ROFS_BLOCK + sized.bytes}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
     }
     tail = new ImageWriter(fd, 0, hasher);
     writeTail(tail, layout);
@@ -631,8 +639,9 @@ function writeNative(
     return failed(r.failure);
   }
   const digests = r.digests ? Array.from(r.digests, (d) => hex(d)) : [];
-  const phaseMs = { sizes: t1 - t0, layout: t2 - t1, data: performance.now() - t1 };
-  return { layout, bytes: copy.bytes + tail.bytesWritten, digests, copier: plainIo ? 'native-plain-io' : 'native', phaseMs };
+  const phaseMs = { sizes: sizesKnown - t0, layout: placed - sizesKnown, data: performance.now() - t0 };
+  const dataBytes = (layout.structureFirstBlock - 1) * ROFS_BLOCK;
+  return { layout, bytes: dataBytes + tail.bytesWritten, digests, copier: plainIo ? 'native-plain-io' : 'native', phaseMs };
 }
 
 interface FullWrite {
