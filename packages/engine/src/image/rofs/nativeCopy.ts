@@ -52,6 +52,8 @@ export function nativeCopier(): Binding | undefined {
 
 /** Threads for a native copy: the copy is mostly kernel time, which scales with cores up to a point. */
 function copyThreads(): number {
+  const forced = Number(process.env.OSVB_NATIVE_THREADS);
+  if (Number.isInteger(forced) && forced >= 1 && forced <= 16) return forced;
   return Math.max(1, Math.min(8, os.availableParallelism()));
 }
 
