@@ -478,12 +478,81 @@ static napi_value failure_value(napi_env env, const job_t *j) {
   return r;
 }
 
+/* A typed array argument of type `want` with at least `min` elements: 1 and its data in *out (NULL when empty), or 0 with a TypeError pending. */
+static int typed_arg(napi_env env, napi_value v, napi_typedarray_type want, size_t min, void **out) {
+  napi_typedarray_type tt;
+  size_t len, off;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &tt, &len, out, &ab, &off) != napi_ok || tt != want || len < min) {
+    napi_throw_type_error(env, "OSVB_NATIVE", "osvb native: bad arguments");
+    return 0;
+  }
+  return 1;
+}
+
+/*
+ * A job over `count` NUL-terminated paths in a Buffer (copied: the caller's memory is not touched
+ * afterwards), with room for sizes and the unknown list; NULL with an exception pending.
+ */
+static job_t *job_new(napi_env env, napi_value paths, napi_value count, int32_t threads) {
+  char *names;
+  size_t names_len;
+  uint32_t n;
+  if (napi_get_buffer_info(env, paths, (void **)&names, &names_len) != napi_ok || napi_get_value_uint32(env, count, &n) != napi_ok) {
+    napi_throw_type_error(env, "OSVB_NATIVE", "osvb native: bad arguments");
+    return NULL;
+  }
+  job_t *j = calloc(1, sizeof(job_t));
+  if (!j) {
+    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&j->lock, NULL);
+  pthread_cond_init(&j->cond, NULL);
+  j->count = n;
+  j->threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+  size_t m = n ? n : 1;
+  j->names = malloc(names_len ? names_len : 1);
+  j->paths = malloc(sizeof(char *) * m);
+  j->sizes = malloc(sizeof(double) * m);
+  j->unknown = malloc(sizeof(uint32_t) * m);
+  if (!j->names || !j->paths || !j->sizes || !j->unknown) {
+    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
+    job_free(j);
+    return NULL;
+  }
+  memcpy(j->names, names, names_len);
+  size_t at = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    const char *nul = at < names_len ? memchr(j->names + at, 0, names_len - at) : NULL;
+    if (!nul) {
+      napi_throw_type_error(env, "OSVB_NATIVE", "osvb native: fewer paths than the count says");
+      job_free(j);
+      return NULL;
+    }
+    j->paths[i] = j->names + at;
+    at = (size_t)(nul - j->names) + 1;
+  }
+  return j;
+}
+
 /* A handle nobody waited for (an exception between start and wait): stop the copy, free the job. */
 static void handle_finalize(napi_env env, void *data, void *hint) {
   (void)env, (void)hint;
   job_t *j = data;
   if (!j->waited) job_join(j, 1);
   job_free(j);
+}
+
+/* The job as a JS handle (its threads are running); NULL with the job stopped and freed on failure. */
+static napi_value job_handle(napi_env env, job_t *j) {
+  napi_value result;
+  if (napi_create_external(env, j, handle_finalize, NULL, &result) != napi_ok) {
+    job_join(j, 1);
+    job_free(j);
+    return NULL;
+  }
+  return result;
 }
 
 /*
@@ -496,62 +565,33 @@ static void handle_finalize(napi_env env, void *data, void *hint) {
 static napi_value copy_start(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8], result = NULL;
-  job_t *j = calloc(1, sizeof(job_t));
-  if (!j) {
-    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
-    return NULL;
-  }
-  pthread_mutex_init(&j->lock, NULL);
-  pthread_cond_init(&j->cond, NULL);
+  job_t *j = NULL;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 8) BAD_ARGS();
-
-  char *names;
-  size_t names_len;
-  CHECK(napi_get_buffer_info(env, argv[0], (void **)&names, &names_len));
-  CHECK(napi_get_value_uint32(env, argv[1], &j->count));
-  napi_typedarray_type tt;
-  size_t tlen;
-  void *tdata;
-  napi_value ab;
-  size_t aoff;
-  CHECK(napi_get_typedarray_info(env, argv[2], &tt, &tlen, &tdata, &ab, &aoff));
-  if (tt != napi_float64_array || tlen < j->count) BAD_ARGS();
-  double *sizes_out = tdata;
+  double *sizes_in;
   bool hash;
-  CHECK(napi_get_value_bool(env, argv[3], &hash));
   int32_t out_fd, threads, plain;
   int64_t start;
+  CHECK(napi_get_value_bool(env, argv[3], &hash));
   CHECK(napi_get_value_int32(env, argv[4], &out_fd));
   CHECK(napi_get_value_int64(env, argv[5], &start));
   CHECK(napi_get_value_int32(env, argv[6], &threads));
   CHECK(napi_get_value_int32(env, argv[7], &plain));
+  if (!(j = job_new(env, argv[0], argv[1], threads))) goto done;
+  size_t n = j->count ? j->count : 1;
+  if (!typed_arg(env, argv[2], napi_float64_array, j->count, (void **)&sizes_in)) goto done;
   j->out = out_fd;
   j->plain_io = plain != 0;
-  if (threads < 1) threads = 1;
-  if (threads > MAX_THREADS) threads = MAX_THREADS;
-
-  size_t n = j->count ? j->count : 1;
-  j->names = malloc(names_len ? names_len : 1);
-  j->paths = malloc(sizeof(char *) * n);
-  j->sizes = malloc(sizeof(double) * n);
   j->digests = hash ? calloc(n, sizeof(uint64_t)) : NULL;
   j->offsets = malloc(sizeof(int64_t) * n);
-  j->unknown = malloc(sizeof(uint32_t) * n);
-  if (!j->names || !j->paths || !j->sizes || (hash && !j->digests) || !j->offsets || !j->unknown) {
+  if ((hash && !j->digests) || !j->offsets) {
     napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
     goto done;
   }
-  memcpy(j->names, names, names_len);
-  memcpy(j->sizes, sizes_out, sizeof(double) * j->count);
-  size_t at = 0;
-  for (uint32_t i = 0; i < j->count; i++) {
-    const char *nul = at < names_len ? memchr(j->names + at, 0, names_len - at) : NULL;
-    if (!nul) BAD_ARGS();
-    j->paths[i] = j->names + at;
-    at = (size_t)(nul - j->names) + 1;
+  memcpy(j->sizes, sizes_in, sizeof(double) * j->count);
+  for (uint32_t i = 0; i < j->count; i++)
     if (j->sizes[i] < 0) j->unknown[j->nunknown++] = i;
-  }
+  threads = j->threads;
 
   j->start = start;
   j->threads = threads;
@@ -567,12 +607,7 @@ static napi_value copy_start(napi_env env, napi_callback_info info) {
     j->planned = 1;
     if (!j->failed && !j->oom) copy_phase(j);
   }
-  if (napi_create_external(env, j, handle_finalize, NULL, &result) != napi_ok) {
-    job_join(j, 1);
-    result = NULL;
-    goto done;
-  }
-  return result;
+  return job_handle(env, j);
 done:
   job_free(j);
   return result;
@@ -589,13 +624,8 @@ static napi_value copy_sizes(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 2) BAD_ARGS();
   CHECK(napi_get_value_external(env, argv[0], (void **)&j));
-  napi_typedarray_type tt;
-  size_t tlen;
-  void *tdata;
-  napi_value ab;
-  size_t aoff;
-  CHECK(napi_get_typedarray_info(env, argv[1], &tt, &tlen, &tdata, &ab, &aoff));
-  if (tt != napi_float64_array || tlen < j->count) BAD_ARGS();
+  double *tdata;
+  if (!typed_arg(env, argv[1], napi_float64_array, j->count, (void **)&tdata)) goto done;
   pthread_mutex_lock(&j->lock);
   while (!j->planned) pthread_cond_wait(&j->cond, &j->lock);
   pthread_mutex_unlock(&j->lock);
@@ -635,13 +665,8 @@ static napi_value copy_wait(napi_env env, napi_callback_info info) {
   napi_valuetype vt;
   CHECK(napi_typeof(env, argv[1], &vt));
   if (j->digests && vt != napi_null && vt != napi_undefined) {
-    napi_typedarray_type tt;
-    size_t tlen;
-    void *tdata;
-    napi_value ab;
-    size_t aoff;
-    CHECK(napi_get_typedarray_info(env, argv[1], &tt, &tlen, &tdata, &ab, &aoff));
-    if (tt != napi_biguint64_array || tlen < j->count) BAD_ARGS();
+    uint64_t *tdata;
+    if (!typed_arg(env, argv[1], napi_biguint64_array, j->count, (void **)&tdata)) goto done;
     memcpy(tdata, j->digests, sizeof(uint64_t) * j->count);
   }
   CHECK(napi_create_double(env, (double)j->bytes, &result));
@@ -658,40 +683,19 @@ done:
 static napi_value stat_start(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3], result = NULL;
-  job_t *j = calloc(1, sizeof(job_t));
-  if (!j) {
-    napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
-    return NULL;
-  }
-  pthread_mutex_init(&j->lock, NULL);
-  pthread_cond_init(&j->cond, NULL);
+  job_t *j = NULL;
+  int32_t threads;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 3) BAD_ARGS();
-  char *names;
-  size_t names_len;
-  int32_t threads;
-  CHECK(napi_get_buffer_info(env, argv[0], (void **)&names, &names_len));
-  CHECK(napi_get_value_uint32(env, argv[1], &j->count));
   CHECK(napi_get_value_int32(env, argv[2], &threads));
-  if (threads < 1) threads = 1;
-  if (threads > MAX_THREADS) threads = MAX_THREADS;
-  size_t n = j->count ? j->count : 1;
-  j->names = malloc(names_len ? names_len : 1);
-  j->paths = malloc(sizeof(char *) * n);
-  j->sizes = malloc(sizeof(double) * n);
-  j->sig = malloc(sizeof(double) * SIG_FIELDS * n);
-  j->unknown = malloc(sizeof(uint32_t) * n);
-  if (!j->names || !j->paths || !j->sizes || !j->sig || !j->unknown) {
+  if (!(j = job_new(env, argv[0], argv[1], threads))) goto done;
+  threads = j->threads;
+  j->sig = malloc(sizeof(double) * SIG_FIELDS * (j->count ? j->count : 1));
+  if (!j->sig) {
     napi_throw_error(env, "OSVB_NATIVE", "osvb native: out of memory");
     goto done;
   }
-  memcpy(j->names, names, names_len);
-  size_t at = 0;
   for (uint32_t i = 0; i < j->count; i++) {
-    const char *nul = at < names_len ? memchr(j->names + at, 0, names_len - at) : NULL;
-    if (!nul) BAD_ARGS();
-    j->paths[i] = j->names + at;
-    at = (size_t)(nul - j->names) + 1;
     j->sizes[i] = -1;
     j->sig[(size_t)i * SIG_FIELDS] = -1;
     j->unknown[j->nunknown++] = i;
@@ -699,12 +703,7 @@ static napi_value stat_start(napi_env env, napi_callback_info info) {
   for (int t = 0; t < threads && (uint32_t)t < (j->count ? j->count : 1); t++)
     if (pthread_create(&j->tid[j->started], NULL, stat_main, j) == 0) j->started++;
   if (j->started == 0) stat_phase(j);
-  if (napi_create_external(env, j, handle_finalize, NULL, &result) != napi_ok) {
-    job_join(j, 1);
-    result = NULL;
-    goto done;
-  }
-  return result;
+  return job_handle(env, j);
 done:
   job_free(j);
   return result;
@@ -718,13 +717,8 @@ static napi_value stat_wait(napi_env env, napi_callback_info info) {
   if (argc < 2) BAD_ARGS();
   CHECK(napi_get_value_external(env, argv[0], (void **)&j));
   if (j->waited || !j->sig) BAD_ARGS();
-  napi_typedarray_type tt;
-  size_t tlen;
-  void *tdata;
-  napi_value ab;
-  size_t aoff;
-  CHECK(napi_get_typedarray_info(env, argv[1], &tt, &tlen, &tdata, &ab, &aoff));
-  if (tt != napi_float64_array || tlen < (size_t)j->count * SIG_FIELDS) BAD_ARGS();
+  double *tdata;
+  if (!typed_arg(env, argv[1], napi_float64_array, (size_t)j->count * SIG_FIELDS, (void **)&tdata)) goto done;
   job_join(j, 0);
   j->waited = 1;
   memcpy(tdata, j->sig, sizeof(double) * SIG_FIELDS * j->count);

@@ -4,6 +4,7 @@
  * copy_file_range when nothing needs hashing, else pread/pwrite with XXH64 on the way. Where it
  * was not built, or with OSVB_NATIVE=0, the JavaScript copiers do the same job more slowly.
  */
+import type { CopyFailure, JobHandle, NativeCopier } from '@osv-build/native';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as util from 'node:util';
@@ -21,18 +22,9 @@ export interface NativeCopyFailure {
   got: number;
 }
 
-type RawFailure = { index: number; kind: number; errno: number; got: number };
-declare const handleBrand: unique symbol;
-type Handle = { readonly [handleBrand]: true };
-
-interface Binding {
-  copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, plainIo: 0 | 1): Handle;
-  copySizes(handle: Handle, sizes: Float64Array): number | RawFailure;
-  copyWait(handle: Handle, digests: BigUint64Array | null, cancel: boolean): number | RawFailure | undefined;
-  statStart(paths: Buffer, count: number, threads: number): Handle;
-  statWait(handle: Handle, out: Float64Array): RawFailure | undefined;
-  xxh64(data: Uint8Array): bigint;
-}
+type Binding = NativeCopier;
+type RawFailure = CopyFailure;
+type Handle = JobHandle;
 
 let loaded: Binding | null | undefined;
 
