@@ -27,6 +27,14 @@ await build({
   outfile: path.join(root, 'packages/cli/dist/osvb.mjs'),
   external: lazy,
 });
+// `osvb rofs` alone (bin/osvb.js picks it for that command): a third of the size, so a third of
+// the compile time, and none of the Node modules the build pipeline and the watcher load.
+await build({
+  ...common,
+  entryPoints: [path.join(root, 'packages/cli/dist/rofsMain.js')],
+  outfile: path.join(root, 'packages/cli/dist/osvb-rofs.mjs'),
+  external: lazy,
+});
 await build({
   ...common,
   entryPoints: [path.join(root, 'packages/nx/dist/plugin.js')],

@@ -26,10 +26,11 @@ if (argv[0] === 'build' && !argv.some((a) => QUIET_FAST_PATH_BLOCKERS.has(a)) &&
   }
 }
 
-// The bundled CLI (dist/osvb.mjs) starts faster; dist/main.js is the same code unbundled.
+// The bundled CLI (dist/osvb.mjs; dist/osvb-rofs.mjs for `osvb rofs` alone) starts faster;
+// dist/main.js is the same code unbundled.
 let cli;
 try {
-  cli = await import('../dist/osvb.mjs');
+  cli = await import(argv[0] === 'rofs' ? '../dist/osvb-rofs.mjs' : '../dist/osvb.mjs');
 } catch (e) {
   if (e?.code !== 'ERR_MODULE_NOT_FOUND') throw e;
   cli = await import('../dist/main.js');

@@ -1,12 +1,13 @@
 /** The osvb command line: a thin shell over @osv-build/engine. */
 import { readFileSync } from 'node:fs';
-import { build, expandGeneratedManifest, isOsvbError, jsonReporter, OsvbError, textReporter, type Reporter } from '@osv-build/engine';
+import { build, expandGeneratedManifest, jsonReporter, OsvbError, textReporter, type Reporter } from '@osv-build/engine';
 import { engineOptions, parseBuildArgs, type ParsedBuildArgs } from './args.js';
 import { runCache, runExplain } from './commands.js';
 import { runImageCommand } from './imagecmds.js';
 import { runRofs } from './rofs.js';
 import { runWatch } from './watchcmd.js';
 import { BUILD_HELP, MAIN_HELP } from './help.js';
+import { reportingErrors } from './reporting.js';
 
 
 function version(): string {
@@ -61,9 +62,7 @@ async function runBuild(argv: string[], printManifest: boolean): Promise<number>
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const verbose = argv.includes('--verbose') || argv.includes('-v');
-  const json = argv.includes('--json');
-  try {
+  return reportingErrors(argv, async () => {
     const [cmd, ...rest] = argv;
     switch (cmd) {
       case undefined:
@@ -94,13 +93,5 @@ export async function main(argv: string[]): Promise<number> {
       default:
         throw new OsvbError('OSVB_USAGE', `unknown command "${cmd}"`, { hint: 'commands: build, watch, manifest, explain, cache, rofs, bootfs, export; see osvb --help' });
     }
-  } catch (e) {
-    const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-    if (json) {
-      process.stdout.write(JSON.stringify({ type: 'error', code: err.code, message: err.message, location: err.location, details: err.details, hint: err.hint }) + '\n');
-    }
-    process.stderr.write(err.format() + '\n');
-    if (verbose && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
-    return err.code === 'OSVB_INTERRUPTED' ? 130 : err.exitCode;
-  }
+  });
 }
