@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,7 +352,15 @@ static void copy_phase(job_t *j) {
   free(buf);
 }
 
+/* Signals are Node's business (its handlers run on its own threads): these threads never take them. */
+static void block_signals(void) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
 static void *stat_main(void *arg) {
+  block_signals();
   stat_phase(arg);
   return NULL;
 }
@@ -428,6 +437,7 @@ static int job_plan(job_t *j) {
  */
 static void *worker_main(void *arg) {
   job_t *j = arg;
+  block_signals();
   stat_phase(j);
   pthread_mutex_lock(&j->lock);
   j->stat_done++;
