@@ -130,7 +130,7 @@ function timed(cmd, args, cwd, env = process.env) {
   return { ms, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
-// The installed entry point (it loads the esbuild bundle, dist/osvb.mjs, when present).
+// The installed entry point (it loads the esbuild bundle for `rofs`, dist/osvb-rofs.mjs, when present).
 const nodeCli = (args) => [OSVB_BIN, ...args];
 const cliEnv = { ...process.env, OSVB_CACHE_DIR: path.join(work, '.cache') };
 delete cliEnv.STRIP;
@@ -148,6 +148,11 @@ const tools = {
   'osvb rofs': (t) => {
     rmOut(t.build, OUT);
     return timed(process.execPath, nodeCli(['rofs', '-m', 'usr.manifest', '-o', OUT, '--compat=osv', '--no-incremental']), t.build, cliEnv).ms;
+  },
+  // The same write without @osv-build/native: what the JavaScript copiers do, in the same run.
+  'osvb rofs (OSVB_NATIVE=0)': (t) => {
+    rmOut(t.build, OUT);
+    return timed(process.execPath, nodeCli(['rofs', '-m', 'usr.manifest', '-o', OUT, '--compat=osv', '--no-incremental']), t.build, { ...cliEnv, OSVB_NATIVE: '0' }).ms;
   },
   'osvb rofs (incremental, cold)': (t) => {
     rmOut(t.build, OUT);
