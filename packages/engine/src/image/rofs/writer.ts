@@ -1,7 +1,10 @@
 /**
  * Writing a ROFS image, byte-identical to gen-rofs-img.py (spec §8.2/§8.3).
  *
- * - Streaming: file contents go through one reused buffer (BUFFER_BYTES), read with positional
+ * - Copiers: a full write's file data goes through the native copier when it is built
+ *   (nativeCopy.ts: native threads, straight to each file's block offset, the layout planned
+ *   meanwhile), else through JavaScript (below; reader threads for many files, readAhead.ts).
+ * - Streaming (JavaScript): file contents go through one reused buffer (BUFFER_BYTES), read with positional
  *   reads straight into the output buffer and written with positional writes; nothing holds a
  *   whole file or the whole image. A source whose size the tree recorded is checked to still
  *   have it (a file changing under us is an error, not a silently inconsistent image); a file
@@ -644,6 +647,22 @@ function writeNative(
   return { layout, bytes: dataBytes + tail.bytesWritten, digests, copier: plainIo ? 'native-plain-io' : 'native', phaseMs };
 }
 
+/** A full write's data, structure and block 0 with a JavaScript copier; block 0 last, when the layout is known. */
+function writeJs(tree: RofsTree, known: RofsLayout | undefined, files: readonly PathedFile[], fd: number, hasher: Hasher | undefined, copier: 'threads' | 'plain'): FullWrite {
+  const t0 = performance.now();
+  const { writer: w, digests } = copyData(files, fd, hasher, copier);
+  const t1 = performance.now();
+  const layout = known ?? layoutRofs(tree);
+  if (w.position !== layout.structureFirstBlock * ROFS_BLOCK) {
+    throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${w.position}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
+  }
+  writeTail(w, layout);
+  w.seek(0);
+  w.append(layout.superblock);
+  w.flush();
+  return { layout, bytes: w.bytesWritten, digests, copier, phaseMs: { layout: performance.now() - t1, data: t1 - t0 } };
+}
+
 interface FullWrite {
   layout: RofsLayout;
   bytes: number;
@@ -681,25 +700,12 @@ function writeFull(
       clock.fsNow = Number(st.ctimeMs); // whole milliseconds, rounded down
     }
     const copier = chooseCopier(files, copierOption);
-    const native = copier === 'native' || copier === 'native-plain-io' ? writeNative(tree, known, files, fd, hasher, copier === 'native-plain-io') : undefined;
-    let written = native;
-    if (!written) {
-      if (native === null) fs.ftruncateSync(fd, 0);
-      // Block 0 is written last, when the layout is known.
-      const t0 = performance.now();
-      const jsCopier = copier === 'plain' || (copier !== 'threads' && files.length < READ_AHEAD_MIN_FILES) ? 'plain' : 'threads';
-      const { writer: w, digests } = copyData(files, fd, hasher, jsCopier);
-      const t1 = performance.now();
-      const layout = known ?? layoutRofs(tree);
-      if (w.position !== layout.structureFirstBlock * ROFS_BLOCK) {
-        throw new OsvbError('OSVB_INTERNAL', `ROFS data ends at byte ${w.position}, but the layout puts the structure at block ${layout.structureFirstBlock}`);
-      }
-      writeTail(w, layout);
-      w.seek(0);
-      w.append(layout.superblock);
-      w.flush();
-      written = { layout, bytes: w.bytesWritten, digests, copier: jsCopier, phaseMs: { layout: performance.now() - t1, data: t1 - t0 } };
+    let written: FullWrite | null = null;
+    if (copier === 'native' || copier === 'native-plain-io') {
+      written = writeNative(tree, known, files, fd, hasher, copier === 'native-plain-io');
+      if (!written) fs.ftruncateSync(fd, 0); // handed over to the JavaScript copier
     }
+    written ??= writeJs(tree, known, files, fd, hasher, copier === 'threads' || (copier !== 'plain' && files.length >= READ_AHEAD_MIN_FILES) ? 'threads' : 'plain');
     fs.closeSync(fd);
     fd = undefined;
     beforeRename();
