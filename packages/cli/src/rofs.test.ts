@@ -67,6 +67,21 @@ describe.skipIf(!fs.existsSync(MAIN))('osvb rofs', () => {
     expect(fs.existsSync(path.join(build, 'out/rofs.img.osvb-layout.json'))).toBe(false);
   });
 
+  // The installed entry point loads a bundle of its own for `osvb rofs` (dist/osvb-rofs.mjs).
+  it.skipIf(!fs.existsSync(path.resolve(HERE, '../dist/osvb-rofs.mjs')))('through bin/osvb.js: --timings names the copier; errors as from the full CLI', () => {
+    const build = stageFixture('worked-example');
+    const bin = (...args: string[]) => spawnSync(process.execPath, [path.resolve(HERE, '../bin/osvb.js'), ...args], { cwd: build, env: { ...process.env, OSVB_CACHE_DIR: path.join(build, '.cache'), STRIP: '' }, encoding: 'utf8' });
+    const r = bin('rofs', '-m', 'usr.manifest', '-o', 'rofs.img', '--compat=osv', '--no-incremental', '--timings');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/osvb rofs: timings: tree \d+ ms, .*data \d+ ms.*; copier: (native|plain)/);
+    expect(fs.readFileSync(path.join(build, 'rofs.img')).equals(fs.readFileSync(path.join(TESTDATA, 'worked-example', 'expected.img')))).toBe(true);
+    const bad = bin('rofs', '-m', 'nope.manifest', '-o', 'x.img', '--json');
+    expect(bad.status).toBe(2);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ type: 'error', code: 'OSVB_IMAGE_INPUT' });
+    expect(bad.stderr).toMatch(/^error\[OSVB_IMAGE_INPUT\]/);
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it('bad input exits 2 with error[CODE]: file:line: message', () => {
     const build = tempDir();
     fs.writeFileSync(path.join(build, 'f'), 'F');
