@@ -554,6 +554,17 @@ static void handle_finalize(napi_env env, void *data, void *hint) {
   job_free(j);
 }
 
+/* The job whose handle is the first of a call's `want` arguments (all read into argv); NULL with a TypeError pending. */
+static job_t *job_of(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  job_t *j;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want || napi_get_value_external(env, argv[0], (void **)&j) != napi_ok) {
+    napi_throw_type_error(env, "OSVB_NATIVE", "osvb native: bad arguments");
+    return NULL;
+  }
+  return j;
+}
+
 /* The job as a JS handle (its threads are running); NULL with the job stopped and freed on failure. */
 static napi_value job_handle(napi_env env, job_t *j) {
   napi_value result;
@@ -628,12 +639,9 @@ done:
  * waits until every size is known (the copy goes on), and writes them to `sizes`.
  */
 static napi_value copy_sizes(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2], result = NULL;
-  job_t *j;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) BAD_ARGS();
-  CHECK(napi_get_value_external(env, argv[0], (void **)&j));
+  job_t *j = job_of(env, info, 2, argv);
+  if (!j) goto done;
   double *tdata;
   if (!typed_arg(env, argv[1], napi_float64_array, j->count, (void **)&tdata)) goto done;
   pthread_mutex_lock(&j->lock);
@@ -655,12 +663,9 @@ done:
  *   → number (data bytes written, padded) | { index, kind, errno, got } | undefined (cancelled)
  */
 static napi_value copy_wait(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3], result = NULL;
-  job_t *j;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) BAD_ARGS();
-  CHECK(napi_get_value_external(env, argv[0], (void **)&j));
+  job_t *j = job_of(env, info, 3, argv);
+  if (!j) goto done;
   bool cancel;
   CHECK(napi_get_value_bool(env, argv[2], &cancel));
   if (j->waited) BAD_ARGS();
@@ -720,12 +725,9 @@ done:
 }
 
 static napi_value stat_wait(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2], result = NULL;
-  job_t *j;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) BAD_ARGS();
-  CHECK(napi_get_value_external(env, argv[0], (void **)&j));
+  job_t *j = job_of(env, info, 2, argv);
+  if (!j) goto done;
   if (j->waited || !j->sig) BAD_ARGS();
   double *tdata;
   if (!typed_arg(env, argv[1], napi_float64_array, (size_t)j->count * SIG_FIELDS, (void **)&tdata)) goto done;
