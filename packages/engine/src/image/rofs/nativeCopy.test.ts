@@ -14,6 +14,11 @@ import { rofsDir, rofsFileFrom, type RofsTree } from './tree.js';
 import { writeRofsImage } from './writer.js';
 
 const tempDir = useTempDirs('osvb-rofs-native-');
+
+function started<T>(copy: T | undefined): T {
+  if (copy === undefined) throw new Error('the native copy did not start');
+  return copy;
+}
 const binding = nativeCopier();
 
 describe('the native copier', () => {
@@ -49,7 +54,7 @@ describe.runIf(binding !== undefined)('native copy', () => {
     const fd = fs.openSync(out, 'w');
     try {
       const sources = names.map((n) => path.join(root, n));
-      const copy = startNativeCopy(native, { sources, sizes: [700, undefined, undefined, 1], hash: true, fd, start: 512 });
+      const copy = started(startNativeCopy(native, { sources, sizes: [700, undefined, undefined, 1], hash: true, fd, start: 512 }));
       const sized = copy.sizes();
       if (!sized.ok) throw new Error('unexpected failure');
       expect(Array.from(sized.sizes)).toEqual([700, 0, 512, 1]);
@@ -64,14 +69,18 @@ describe.runIf(binding !== undefined)('native copy', () => {
 
       fs.rmSync(path.join(root, 'b'));
       fs.rmSync(path.join(root, 'c'));
-      const missing = startNativeCopy(native, { sources, sizes: [700, undefined, undefined, undefined], hash: false, fd, start: 512 });
+      const missing = started(startNativeCopy(native, { sources, sizes: [700, undefined, undefined, undefined], hash: false, fd, start: 512 }));
       expect(missing.sizes()).toEqual({ ok: false, failure: { index: 2, kind: 'open', code: 'ENOENT', got: 0 } });
       missing.cancel();
-      const grown = startNativeCopy(native, { sources, sizes: [699, 0, 512, 1], hash: false, fd, start: 512 });
+      const grown = started(startNativeCopy(native, { sources, sizes: [699, 0, 512, 1], hash: false, fd, start: 512 }));
       expect(grown.finish()).toEqual({ ok: false, failure: { index: 0, kind: 'more', code: undefined, got: 0 } });
     } finally {
       fs.closeSync(fd);
     }
+  });
+
+  it('does not start for a path with a NUL in it (no system call could take it)', () => {
+    expect(startNativeCopy(native, { sources: ['/tmp/a\0b'], sizes: [1], hash: false, fd: 1, start: 512 })).toBeUndefined();
   });
 
   it('copies a file larger than a piece on several threads, with and without copy_file_range', async () => {

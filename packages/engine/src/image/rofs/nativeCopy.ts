@@ -4,7 +4,7 @@
  * copy_file_range when nothing needs hashing, else pread/pwrite with XXH64 on the way. Where it
  * was not built, or with OSVB_NATIVE=0, the JavaScript copiers do the same job more slowly.
  */
-import type { CopyFailure, JobHandle, NativeCopier } from '@osv-build/native';
+import type { CopyFailure, NativeCopier } from '@osv-build/native';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as util from 'node:util';
@@ -23,8 +23,6 @@ export interface NativeCopyFailure {
 }
 
 type Binding = NativeCopier;
-type RawFailure = CopyFailure;
-type Handle = JobHandle;
 
 let loaded: Binding | null | undefined;
 
@@ -72,12 +70,23 @@ export interface NativeCopy {
   cancel(): void;
 }
 
-/** Start a copy: the calling thread is free until `sizes` (or `finish`). */
-export function startNativeCopy(binding: Binding, req: NativeCopyRequest): NativeCopy {
+/**
+ * The paths as the native code takes them (NUL-terminated, one buffer), or undefined when one
+ * cannot be passed that way (it contains a NUL: no system call could open it either, the
+ * JavaScript copier reports it).
+ */
+function pathList(sources: readonly string[]): Buffer | undefined {
+  if (sources.some((s) => s.includes('\0'))) return undefined;
+  return Buffer.from(sources.join('\0') + '\0');
+}
+
+/** Start a copy (the calling thread is free until `sizes` or `finish`); undefined when the paths cannot be passed (pathList). */
+export function startNativeCopy(binding: Binding, req: NativeCopyRequest): NativeCopy | undefined {
   const n = req.sources.length;
+  const paths = pathList(req.sources);
+  if (!paths) return undefined;
   const sizes = new Float64Array(n);
   for (let i = 0; i < n; i++) sizes[i] = req.sizes[i] ?? -1;
-  const paths = Buffer.from(req.sources.join('\0') + '\0');
   const handle = binding.copyStart(paths, n, sizes, req.hash, req.fd, req.start, copyThreads(), req.plainIo ? 1 : 0);
   let done = false;
   return {
@@ -91,7 +100,7 @@ export function startNativeCopy(binding: Binding, req: NativeCopyRequest): Nativ
       const digests = req.hash ? new BigUint64Array(n) : undefined;
       const r = binding.copyWait(handle, digests ?? null, false);
       if (typeof r === 'number') return { ok: true, digests };
-      return { ok: false, failure: failureOf(r as RawFailure) };
+      return { ok: false, failure: failureOf(r as CopyFailure) };
     },
     cancel() {
       if (done) return;
@@ -117,9 +126,12 @@ export interface NativeStats {
 
 const SIG_FIELDS = 7;
 
-export function startNativeStats(binding: Binding, sources: readonly string[]): NativeStats {
+/** Start the stats; undefined when the paths cannot be passed (pathList). */
+export function startNativeStats(binding: Binding, sources: readonly string[]): NativeStats | undefined {
   const n = sources.length;
-  const handle = binding.statStart(Buffer.from(sources.join('\0') + '\0'), n, copyThreads());
+  const paths = pathList(sources);
+  if (!paths) return undefined;
+  const handle = binding.statStart(paths, n, copyThreads());
   let done = false;
   return {
     wait() {
@@ -146,7 +158,7 @@ export function startNativeStats(binding: Binding, sources: readonly string[]): 
   };
 }
 
-function failureOf(r: RawFailure): NativeCopyFailure {
+function failureOf(r: CopyFailure): NativeCopyFailure {
   return {
     index: r.index,
     kind: NATIVE_FAILURE_KINDS[r.kind] ?? 'read',

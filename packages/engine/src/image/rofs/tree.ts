@@ -174,9 +174,7 @@ class TreeBuilder {
     const cut = guest.lastIndexOf('/');
     const last = this.lastParent;
     if (last !== undefined && cut === last.path.length && cut < guest.length - 1 && guest.startsWith(last.path)) {
-      const name = guest.slice(cut + 1);
-      if (last.dir.entries.get(name)?.kind === 'dir') this.lastParent = undefined;
-      last.dir.entries.set(name, value);
+      this.setChild(last.dir, guest.slice(cut + 1), value);
       return;
     }
     const tokens = guest.replace(/\/+$/, '').split('/');
@@ -189,9 +187,9 @@ class TreeBuilder {
     let dir = this.top;
     for (let i = 0; i < tokens.length - 1; i++) dir = this.descend(dir, tokens, i, guest, origin);
     const name = tokens[tokens.length - 1] as string;
-    if (dir.entries.get(name)?.kind === 'dir') this.lastParent = undefined;
-    else if (cut >= 0 && cut === guest.length - name.length - 1) this.lastParent = { path: guest.slice(0, cut), dir };
-    dir.entries.set(name, value);
+    // Remembered only where the guest path is the parent's path plus the name (no trailing or doubled slashes).
+    if (cut >= 0 && cut === guest.length - name.length - 1) this.lastParent = { path: guest.slice(0, cut), dir };
+    this.setChild(dir, name, value);
   }
 
   /** The directory `guestDir` (ending in `/`) as a leaf's parent: every token becomes (or stays) a directory. */
@@ -202,7 +200,7 @@ class TreeBuilder {
     return dir;
   }
 
-  /** setLeaf for a leaf whose parent directory is already known. */
+  /** setLeaf for a leaf whose parent directory is already known; replacing a directory forgets lastParent (it may be inside). */
   setChild(dir: RofsDir, name: string, value: RofsFile | RofsLink): void {
     if (dir.entries.get(name)?.kind === 'dir') this.lastParent = undefined;
     dir.entries.set(name, value);

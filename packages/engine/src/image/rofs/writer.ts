@@ -515,7 +515,11 @@ function writeTail(w: ImageWriter, layout: RofsLayout): void {
 
 function chooseCopier(files: readonly PathedFile[], option: RofsCopier | undefined): RofsCopier {
   if (option !== undefined) return option;
-  if (nativeCopier()) return 'native';
+  return nativeCopier() ? 'native' : javaScriptCopier(files);
+}
+
+/** The JavaScript copier for these files (also where a native copy hands over). */
+function javaScriptCopier(files: readonly PathedFile[]): 'threads' | 'plain' {
   return files.length >= READ_AHEAD_MIN_FILES ? 'threads' : 'plain';
 }
 
@@ -589,8 +593,6 @@ function writeNative(
   const t0 = performance.now();
   const binding = nativeCopier();
   if (!binding) throw new OsvbError('OSVB_INTERNAL', 'the native copier was asked for, but @osv-build/native is not built here');
-  const sources = files.map((f) => f.node.source);
-  if (sources.some((s) => s.includes('\0'))) return null;
   const unknown = files.map((f) => f.node.size === undefined);
   const failed = (failure: NativeCopyFailure): null => {
     const { index, kind, code, got } = failure;
@@ -604,7 +606,8 @@ function writeNative(
     throw inputError(f, `could not be read: ${code ?? 'read failed'}`);
   };
   const restoreSizes = (): void => files.forEach((f, i) => unknown[i] && (f.node.size = undefined));
-  const copy = startNativeCopy(binding, { sources, sizes: files.map((f) => f.node.size), hash: hasher !== undefined, fd, start: ROFS_BLOCK, plainIo });
+  const copy = startNativeCopy(binding, { sources: files.map((f) => f.node.source), sizes: files.map((f) => f.node.size), hash: hasher !== undefined, fd, start: ROFS_BLOCK, plainIo });
+  if (!copy) return null;
   let layout: RofsLayout;
   let tail: ImageWriter;
   let sizesKnown = t0;
@@ -705,7 +708,7 @@ function writeFull(
       written = writeNative(tree, known, files, fd, hasher, copier === 'native-plain-io');
       if (!written) fs.ftruncateSync(fd, 0); // handed over to the JavaScript copier
     }
-    written ??= writeJs(tree, known, files, fd, hasher, copier === 'threads' || (copier !== 'plain' && files.length >= READ_AHEAD_MIN_FILES) ? 'threads' : 'plain');
+    written ??= writeJs(tree, known, files, fd, hasher, copier === 'threads' || copier === 'plain' ? copier : javaScriptCopier(files));
     fs.closeSync(fd);
     fd = undefined;
     beforeRename();
@@ -744,14 +747,13 @@ async function statUnknownSizes(tree: RofsTree): Promise<void> {
     return inputError(f, message, cause);
   };
   const binding = nativeCopier();
-  if (binding && !nodes.some((n) => n.source.includes('\0'))) {
-    // On native threads: no fs.Stats (and, on Node 20, four Date objects) per file.
-    const { stats, failure } = startNativeStats(binding, nodes.map((n) => n.source)).wait();
+  // On native threads: no fs.Stats (and, on Node 20, four Date objects) per file.
+  const native = binding && startNativeStats(binding, nodes.map((n) => n.source));
+  if (native) {
+    const { stats, failure } = native.wait();
     if (failure) {
       const node = nodes[failure.index] as RofsFile;
-      if (failure.kind === 'not-file') throw failed(node, 'is not a regular file');
-      if (failure.code === 'ENOENT' || failure.code === 'ENOTDIR') throw failed(node, 'does not exist');
-      throw failed(node, `cannot be read (${failure.code ?? 'stat failed'})`);
+      throw failed(node, failure.kind === 'not-file' ? 'is not a regular file' : unopenable(failure.code, 'stat failed'));
     }
     nodes.forEach((node, i) => {
       const st = stats[i] as NativeStat;
@@ -770,10 +772,7 @@ async function statUnknownSizes(tree: RofsTree): Promise<void> {
   );
   nodes.forEach((node, i) => {
     const st = results[i] as fs.Stats | NodeJS.ErrnoException;
-    if (!(st instanceof fs.Stats)) {
-      if (st.code === 'ENOENT') throw failed(node, 'does not exist');
-      throw failed(node, `cannot be read (${st.code ?? String(st)})`, st);
-    }
+    if (!(st instanceof fs.Stats)) throw failed(node, unopenable(st.code, String(st)), st);
     if (!st.isFile()) throw failed(node, 'is not a regular file');
     node.size = st.size;
     node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
