@@ -688,6 +688,8 @@ function writeFull(
   copierOption: RofsCopier | undefined,
   clock?: TrustClock,
 ): FullWrite {
+  // The file order alone (orderedFiles, a quick pass) lets the native copy start; the full plan
+  // (planRofs, names checked, dentries built) is made while its threads stat.
   const files: PathedFile[] = known ? known.files : orderedFiles(tree);
   const tmp = tempNameFor(outPath);
   let fd: number | undefined;
