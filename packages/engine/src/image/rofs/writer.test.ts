@@ -1,4 +1,5 @@
 /** The ROFS writer: streaming, atomic full writes, incremental in-place updates. */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -396,5 +397,40 @@ describe('copiers side by side', () => {
     expect((err as OsvbError).message).toMatch(/"m4\/f03" for guest path "\/m4\/f03" does not exist/);
     expect((err as OsvbError).location).toEqual({ file: 'usr.manifest', line: 204 });
     expect(fs.readdirSync(path.dirname(out))).toEqual([]);
+  });
+});
+
+// A real full file system: a 1 MiB tmpfs (needs the right to mount, as root in CI; skipped elsewhere).
+function tinyFileSystem(root: string): string | undefined {
+  const dir = path.join(root, 'tiny');
+  fs.mkdirSync(dir);
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+  return r.status === 0 ? dir : undefined;
+}
+
+describe('a full disk', () => {
+  it('fails every copier with OSVB_IO, no temp file, and the old image untouched', async () => {
+    const root = tempDir();
+    const tiny = tinyFileSystem(root);
+    if (!tiny) return; // no mount here: nothing to test with a real full disk
+    try {
+      const { build } = moduleTree(root);
+      fs.writeFileSync(path.join(build, 'big'), Buffer.alloc(3 << 20, 7));
+      fs.appendFileSync(path.join(build, 'usr.manifest'), '/big: big\n');
+      const out = path.join(tiny, 'rofs.img');
+      fs.writeFileSync(out, 'the old image');
+      for (const copier of COPIERS) {
+        for (const incremental of [false, true]) {
+          const err = await writeRofsImage(await treeOf(build), out, { incremental, copier }).catch((e: unknown) => e);
+          expect(err, `${copier}, incremental ${incremental}: ${String(err)}`).toBeInstanceOf(OsvbError);
+          expect((err as OsvbError).code).toBe('OSVB_IO');
+          expect((err as OsvbError).message).toMatch(/^cannot write .*rofs\.img: ENOSPC/);
+          expect(fs.readdirSync(tiny)).toEqual(['rofs.img']);
+          expect(fs.readFileSync(out, 'utf8')).toBe('the old image');
+        }
+      }
+    } finally {
+      spawnSync('umount', [tiny]);
+    }
   });
 });

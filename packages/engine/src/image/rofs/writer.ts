@@ -141,7 +141,7 @@ function changedError(f: SizedFile, got: string): OsvbError {
 }
 
 function ioError(what: string, e: unknown): OsvbError {
-  const err = e as NodeJS.ErrnoException;
+  const err = (e instanceof ImageWriteFailure ? e.cause : e) as NodeJS.ErrnoException;
   return new OsvbError('OSVB_IO', `${what}: ${err.code ?? ''} ${err.message ?? String(e)}`.replace(/\s+/g, ' '), { cause: e });
 }
 
@@ -173,6 +173,13 @@ function readAtLeast(fd: number, buf: Buffer, off: number, want: number, probe: 
     got += n;
   }
   return got;
+}
+
+/** A write to the image failed (the cause is the fs error); writeFull and the in-place update name the image. */
+class ImageWriteFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super((cause as Error)?.message ?? String(cause));
+  }
 }
 
 /** A buffered positional writer over an open image fd. */
@@ -208,7 +215,13 @@ class ImageWriter {
 
   flush(): void {
     let o = 0;
-    while (o < this.len) o += fs.writeSync(this.fd, this.buf, o, this.len - o, this.start + o);
+    try {
+      while (o < this.len) o += fs.writeSync(this.fd, this.buf, o, this.len - o, this.start + o);
+    } catch (e) {
+      // Marked, so that copyFile does not take it for a source that cannot be read; the caller
+      // names the image.
+      throw new ImageWriteFailure(e);
+    }
     this.bytesWritten += this.len;
     this.start += this.len;
     this.len = 0;
@@ -264,7 +277,7 @@ class ImageWriter {
       this.zeros(blocksFor(at) * ROFS_BLOCK - at);
       return { size: at, digest };
     } catch (e) {
-      if (e instanceof OsvbError) throw e;
+      if (e instanceof OsvbError || e instanceof ImageWriteFailure) throw e;
       throw inputError(f, `could not be read: ${(e as Error).message}`, e);
     } finally {
       fs.closeSync(fd);
@@ -305,7 +318,7 @@ class ImageWriter {
       this.zeros(padded - size);
       return state ? hex(state.digest()) : undefined;
     } catch (e) {
-      if (e instanceof OsvbError) throw e;
+      if (e instanceof OsvbError || e instanceof ImageWriteFailure) throw e;
       throw inputError(f, `could not be read: ${(e as Error).message}`, e);
     } finally {
       fs.closeSync(fd);
