@@ -73,7 +73,7 @@ describe.skipIf(!fs.existsSync(MAIN))('osvb rofs', () => {
     const bin = (...args: string[]) => spawnSync(process.execPath, [path.resolve(HERE, '../bin/osvb.js'), ...args], { cwd: build, env: { ...process.env, OSVB_CACHE_DIR: path.join(build, '.cache'), STRIP: '' }, encoding: 'utf8' });
     const r = bin('rofs', '-m', 'usr.manifest', '-o', 'rofs.img', '--compat=osv', '--no-incremental', '--timings');
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/osvb rofs: timings: tree \d+ ms, .*data \d+ ms.*; copier: (native|plain)/);
+    expect(r.stderr).toMatch(/osvb rofs: timings: total \d+ ms, tree \d+ ms, .*data \d+ ms.*; copier: (native|plain)/);
     expect(fs.readFileSync(path.join(build, 'rofs.img')).equals(fs.readFileSync(path.join(TESTDATA, 'worked-example', 'expected.img')))).toBe(true);
     const bad = bin('rofs', '-m', 'nope.manifest', '-o', 'x.img', '--json');
     expect(bad.status).toBe(2);

@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { OsvbError, RofsImage, readRofsTree, writeRofsImage, type RofsEntry, type RofsWriteStats } from '@osv-build/engine';
+import { OsvbError, RofsImage, readRofsManifest, writeRofsImageFromManifest, type RofsEntry, type RofsWriteStats } from '@osv-build/engine';
 
 export const ROFS_HELP = `Usage:
   osvb rofs -m MANIFEST -o OUT [-D NAME=VALUE…] [OPTIONS]
@@ -117,18 +117,16 @@ async function runBuildImage(argv: string[]): Promise<number> {
   const warn = (text: string): void => {
     process.stderr.write(text + '\n');
   };
-  const treeStarted = performance.now();
-  const tree = await readRofsTree(values.manifest, {
-    file: values.manifest,
-    cwd,
-    defines,
-    walkOrder: compat === 'osv' ? 'os' : 'sorted',
-    strip: { program: process.env['STRIP'] || 'strip', cacheDir, warn },
-  });
-  const treeMs = performance.now() - treeStarted;
+  const started = performance.now();
+  const text = readRofsManifest(values.manifest);
   const out = path.resolve(values.output);
-  const stats = await writeRofsImage(tree, out, { incremental: values.incremental ?? true });
-  if (values.timings) process.stderr.write(timingsLine(treeMs, stats) + '\n');
+  const stats = await writeRofsImageFromManifest(
+    text,
+    { file: values.manifest, cwd, defines, walkOrder: compat === 'osv' ? 'os' : 'sorted', strip: { program: process.env['STRIP'] || 'strip', cacheDir, warn } },
+    out,
+    { incremental: values.incremental ?? true },
+  );
+  if (values.timings) process.stderr.write(timingsLine(performance.now() - started, stats) + '\n');
   if (values.json) {
     process.stdout.write(JSON.stringify({ type: 'rofs', image: out, ...stats }) + '\n');
     return 0;
@@ -150,7 +148,7 @@ async function runBuildImage(argv: string[]): Promise<number> {
   }
   const how =
     stats.mode === 'in-place'
-      ? `updated in place: ${stats.filesWritten} files written, ${stats.filesReused} unchanged`
+      ? `updated in place${stats.treeReused ? ' (same tree)' : ''}: ${stats.filesWritten} files written, ${stats.filesReused} unchanged`
       : `${stats.filesWritten} files written${stats.fullReason ? ` (whole image: ${stats.fullReason})` : ''}`;
   process.stderr.write(
     `osvb rofs: ${values.output}: ${stats.files} files, ${stats.symlinks} links, ${stats.directories} directories, ${stats.imageSize} bytes; ${how}, ${stats.bytesWritten} bytes written\n`,
@@ -158,9 +156,12 @@ async function runBuildImage(argv: string[]): Promise<number> {
   return 0;
 }
 
-function timingsLine(treeMs: number, stats: RofsWriteStats): string {
+function timingsLine(totalMs: number, stats: RofsWriteStats): string {
   const ms = (n: number): string => `${Math.round(n)} ms`;
-  const parts = [`tree ${ms(treeMs)}`];
+  const parts = [`total ${ms(totalMs)}`];
+  if (stats.treeMs !== undefined) {
+    parts.push(stats.treeReused ? `tree ${ms(stats.treeMs)} (unchanged: its reads were checked, it was not built)` : `tree ${ms(stats.treeMs)}${stats.treeReason ? ` (built: ${stats.treeReason})` : ''}`);
+  }
   const p = stats.phaseMs;
   if (p?.sizes !== undefined) parts.push(`sizes ${ms(p.sizes)} (layout planned meanwhile)`);
   if (p) parts.push(`layout ${ms(p.layout)}`, `data ${ms(p.data)}${stats.copier?.startsWith('native') ? ' (on native threads, sizes and layout included)' : ''}`);

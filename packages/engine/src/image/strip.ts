@@ -45,27 +45,29 @@ export function shouldStrip(host: string, cwd: string): boolean {
   return abs.startsWith(real) || abs.startsWith(osvdir + '/modules') || abs.startsWith(osvdir + '/apps');
 }
 
-let stripIdentity: Map<string, string> | undefined;
+let identities: Map<string, string> | undefined;
 
-function identityOf(strip: string): string {
-  stripIdentity ??= new Map();
-  let id = stripIdentity.get(strip);
+/** What `$STRIP --version` says first (the program name when it says nothing): part of a stripped copy's key. */
+export function stripIdentity(strip: string): string {
+  identities ??= new Map();
+  let id = identities.get(strip);
   if (id === undefined) {
     try {
       id = childProcess().execFileSync(strip, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0] ?? strip;
     } catch {
       id = strip;
     }
-    stripIdentity.set(strip, id);
+    identities.set(strip, id);
   }
   return id;
 }
 
 /**
  * The file whose content the image stores for `host`: a stripped copy when the rules say so
- * and strip succeeds, else `host` itself (resolved against cwd).
+ * and strip succeeds, else `host` itself (resolved against cwd). `onDigest` is told the
+ * content digest the copy was looked up by.
  */
-export function contentPathFor(host: string, ctx: StripContext): string {
+export function contentPathFor(host: string, ctx: StripContext, onDigest?: (digest: string) => void): string {
   const abs = path.resolve(ctx.cwd, host);
   if (!shouldStrip(host, ctx.cwd)) return abs;
   let digest: string;
@@ -74,7 +76,8 @@ export function contentPathFor(host: string, ctx: StripContext): string {
   } catch {
     return abs; // missing or unreadable: the caller reports it
   }
-  const key = digestString(`${digest}\0${identityOf(ctx.strip)}`);
+  onDigest?.(digest);
+  const key = digestString(`${digest}\0${stripIdentity(ctx.strip)}`);
   const out = path.join(ctx.cacheDir, 'stripped', key.slice(0, 2), `${key}.so`);
   const failed = `${out}.failed`;
   if (fs.existsSync(out)) return out;

@@ -60,27 +60,47 @@ function resolveFs(cwd: string, p: string): string {
   return p === '' || p.startsWith('/') ? p : pyJoin(cwd, p);
 }
 
-function exists(cwd: string, p: string): boolean {
-  return fs.existsSync(resolveFs(cwd, p));
+/**
+ * Told what unsymlink learnt from the file system: `R` what readlink gave for a path (`l:TARGET`,
+ * or `-`/`!CODE` when it is no link), `E` whether a path exists (`1`/`0`). The ROFS writer keeps
+ * these to know later, without resolving again, that the resolution would be the same.
+ */
+export interface LinkReadObserver {
+  saw(kind: 'R' | 'E', path: string, value: string): void;
+}
+
+function exists(cwd: string, p: string, observe: LinkReadObserver | undefined): boolean {
+  const at = resolveFs(cwd, p);
+  const yes = fs.existsSync(at);
+  observe?.saw('E', at, yes ? '1' : '0');
+  return yes;
 }
 
 /** OSv's `unsymlink`, with its endless sysroot search and symlink loops turned into errors. */
-export function unsymlink(host: string, cwd: string, where: { file: string; line: number }, depth = 0): string {
+export function unsymlink(host: string, cwd: string, where: { file: string; line: number }, observe?: LinkReadObserver): string {
+  return unsymlinkAt(host, cwd, where, 0, observe);
+}
+
+function unsymlinkAt(host: string, cwd: string, where: { file: string; line: number }, depth: number, observe: LinkReadObserver | undefined): string {
   if (host.startsWith('!')) return host.slice(1);
   if (host.startsWith('->')) return host;
   let link: string;
+  const at = resolveFs(cwd, host);
   try {
-    link = fs.readlinkSync(resolveFs(cwd, host));
-  } catch {
+    link = fs.readlinkSync(at);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    observe?.saw('R', at, code === 'ENOENT' || code === 'ENOTDIR' ? '-' : `!${code ?? 'error'}`);
     return host;
   }
+  observe?.saw('R', at, `l:${link}`);
   if (depth > 64) {
     throw new OsvbError('OSVB_SYMLINK', `symbolic link loop while resolving host path ${host}`, { location: where });
   }
   let base: string;
   if (link.startsWith('/')) {
     base = pyDirname(host);
-    while (!exists(cwd, base + link)) {
+    while (!exists(cwd, base + link, observe)) {
       if (base === '/') return host;
       const up = pyDirname(base);
       if (up === base) {
@@ -94,7 +114,7 @@ export function unsymlink(host: string, cwd: string, where: { file: string; line
   } else {
     base = pyDirname(host) + '/';
   }
-  return unsymlink(base + link, cwd, where, depth + 1);
+  return unsymlinkAt(base + link, cwd, where, depth + 1, observe);
 }
 
 /** `/**` and `/&/` expansion of one entry (first matching rule only). */

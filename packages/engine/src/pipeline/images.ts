@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { isOsvbError } from '../errors/index.js';
 import { pyJoin, writeFileAtomic, type WalkOrder } from '../fsutil/index.js';
 import type { StatCache } from '../hash/index.js';
-import { buildRofsTree, exportManifest, writeOciLayout, writeRofsImage, type OsvOutputs } from '../image/index.js';
+import { exportManifest, writeOciLayout, writeRofsImageFromManifest, type OsvOutputs } from '../image/index.js';
 import type { StripContext } from '../image/strip.js';
 import { computeLayers } from '../layers/index.js';
 import type { Reporter } from '../report/index.js';
@@ -98,18 +98,16 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
   if (wantsRofs) {
     const out = path.join(input.buildPath, 'rofs.img');
     try {
-      const tree = await buildRofsTree(usrText, {
-        file,
-        cwd: input.buildPath,
-        defines,
-        walkOrder: input.walkOrder,
-        strip: { program: strip.strip, cacheDir: strip.cacheDir, warn },
-      });
-      const stats = await writeRofsImage(tree, out, { incremental: true });
+      const stats = await writeRofsImageFromManifest(
+        usrText,
+        { file, cwd: input.buildPath, defines, walkOrder: input.walkOrder, strip: { program: strip.strip, cacheDir: strip.cacheDir, warn } },
+        out,
+        { incremental: true },
+      );
       result.rofs = { written: true, bytesWritten: stats.bytesWritten, filesWritten: stats.filesWritten, filesReused: stats.filesReused, mode: stats.mode };
       input.reporter({
         type: 'log',
-        text: `rofs.img ${stats.mode === 'in-place' ? 'updated' : 'written'}: ${stats.filesWritten} files written, ${stats.filesReused} reused, ${stats.bytesWritten} bytes`,
+        text: `rofs.img ${stats.mode === 'in-place' ? `updated in place${stats.treeReused ? ' (same tree)' : ''}` : 'written'}: ${stats.filesWritten} files written, ${stats.filesReused} reused, ${stats.bytesWritten} bytes`,
       });
     } catch (e) {
       // A tree whose manifest maps files the kernel build makes (libenviron.so, …) cannot be

@@ -1,6 +1,7 @@
 export {
   buildRofsTree,
   readRofsTree,
+  readRofsManifest,
   checkRofsTree,
   rofsDir,
   rofsFileFrom,
@@ -17,6 +18,6 @@ export {
   type RofsStripOptions,
 } from './tree.js';
 export { layoutRofs, type RofsLayout, type RofsLayoutFile } from './layout.js';
-export { writeRofsImage, defaultLayoutPath, type RofsCopier, type RofsWriteOptions, type RofsWriteStats } from './writer.js';
+export { writeRofsImage, writeRofsImageFromManifest, defaultLayoutPath, type RofsCopier, type RofsWriteOptions, type RofsWriteStats } from './writer.js';
 export { nativeCopier } from './nativeCopy.js';
 export { RofsImage, listRofs, readRofsFile, extractRofs, type RofsSource, type RofsEntry, type RofsEntryKind, type RofsSuperblock } from './reader.js';

@@ -24,7 +24,8 @@ import { OsvbError, type SourceLocation } from '../../errors/index.js';
 import { pyJoin, type WalkOrder } from '../../fsutil/index.js';
 import { applyDefines, expandEntry, parseManifest, unsymlink, decodeManifestText } from '../../manifest/index.js';
 import { initHashing } from '../../hash/index.js';
-import { contentPathFor, shouldStrip, type StripContext } from '../strip.js';
+import { contentPathFor, shouldStrip, stripIdentity, type StripContext } from '../strip.js';
+import { errorValue, listDir, statKind, type TreeReadRecorder } from './treeReads.js';
 
 export interface RofsOrigin {
   file: string;
@@ -94,6 +95,8 @@ export interface RofsTreeOptions {
   walkOrder?: WalkOrder;
   /** `.so` stripping (spec §6.8); `false` turns it off (the image then stores originals). */
   strip: RofsStripOptions | false;
+  /** Told everything the build learns from the file system (see treeReads.ts). */
+  reads?: TreeReadRecorder;
 }
 
 /** Longest name or link target whose length fits the format's u16. */
@@ -235,39 +238,19 @@ class TreeBuilder {
   }
 }
 
-/** Where the OS finds a host path relative to cwd: joined, not normalised (`link/..` stays). */
-/** UTF-16 order equals UTF-8 byte order unless a surrogate or a code unit above them is involved. */
-const NOT_BELOW_SURROGATES = /[\ud800-\uffff]/;
-function compareBytes(a: string, b: string): number {
-  if (!NOT_BELOW_SURROGATES.test(a) && !NOT_BELOW_SURROGATES.test(b)) return a < b ? -1 : a > b ? 1 : 0;
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-function listDir(dir: string, order: WalkOrder): fs.Dirent[] | undefined {
-  try {
-    if (order === 'sorted') return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => compareBytes(a.name, b.name));
-    const entries: fs.Dirent[] = [];
-    // 256 entries a call into the binding instead of 32: the walk reads every entry anyway.
-    const handle = fs.opendirSync(dir, { bufferSize: 256 });
-    try {
-      for (let d = handle.readSync(); d !== null; d = handle.readSync()) entries.push(d);
-    } finally {
-      handle.closeSync();
-    }
-    return entries;
-  } catch {
-    return undefined;
-  }
-}
-
-function isDirFollowing(dir: string, entry: fs.Dirent): boolean {
+function isDirFollowing(dir: string, entry: fs.Dirent, reads: TreeReadRecorder | undefined): boolean {
   if (entry.isDirectory()) return true;
   if (entry.isFile() || entry.isFIFO() || entry.isSocket() || entry.isBlockDevice() || entry.isCharacterDevice()) return false;
+  const p = pyJoin(dir, entry.name);
+  let st: fs.Stats | undefined;
   try {
-    return fs.statSync(pyJoin(dir, entry.name)).isDirectory();
-  } catch {
+    st = fs.statSync(p, { throwIfNoEntry: false });
+  } catch (e) {
+    reads?.saw('S', p, errorValue(e));
     return false;
   }
+  reads?.saw('S', p, statKind(st));
+  return st?.isDirectory() ?? false;
 }
 
 interface Walked {
@@ -283,6 +266,7 @@ interface PlainFileSink {
   dir(guestDir: string): RofsDir;
   add(dir: RofsDir, name: string, file: RofsFile): void;
   origin: RofsOrigin;
+  reads: TreeReadRecorder | undefined;
 }
 
 /**
@@ -299,7 +283,9 @@ function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrde
   const h = host.slice(0, -2);
   const walk = function* (top: string): Generator<Walked> {
     const real = onDisk(cwd, top);
+    const signature = sink.reads?.beforeListing(real) ?? '';
     const entries = listDir(real, order);
+    sink.reads?.listed(real, signature, entries);
     if (!entries) return;
     const dirs: fs.Dirent[] = [];
     let rel = top.slice(h.length);
@@ -308,7 +294,7 @@ function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrde
     const sourceDir = onDisk(cwd, hostDir);
     let into: RofsDir | undefined;
     for (const e of entries) {
-      if (isDirFollowing(real, e)) dirs.push(e);
+      if (isDirFollowing(real, e, sink.reads)) dirs.push(e);
       else if (e.isFile() && !e.name.endsWith('.so')) {
         into ??= sink.dir(g + rel);
         sink.add(into, e.name, { kind: 'file', source: sourceDir + e.name, host: hostDir + e.name, origin: sink.origin });
@@ -320,10 +306,14 @@ function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrde
       // An entry typed as a directory is no symlink (Node lstats entries of unknown type); only
       // a symlink found to lead to a directory needs the os.walk islink test.
       if (!e.isDirectory()) {
+        const at = onDisk(cwd, sub);
         try {
-          link = fs.lstatSync(onDisk(cwd, sub), { throwIfNoEntry: false })?.isSymbolicLink() ?? false;
-        } catch {
+          const st = fs.lstatSync(at, { throwIfNoEntry: false });
+          sink.reads?.saw('L', at, statKind(st));
+          link = st?.isSymbolicLink() ?? false;
+        } catch (err) {
           /* unreadable: os.walk skips what it cannot list */
+          sink.reads?.saw('L', at, errorValue(err));
         }
       }
       if (link) continue;
@@ -338,11 +328,13 @@ function onDisk(cwd: string, p: string): string {
 }
 
 /** lstat without exceptions for the common "missing" case (exceptions cost more than the syscall). */
-function lstatOrProblem(p: string): { st?: fs.Stats; problem?: string } {
+function lstatOrProblem(p: string, reads: TreeReadRecorder | undefined): { st?: fs.Stats; problem?: string } {
   try {
     const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    reads?.saw('L', p, statKind(st));
     return st ? { st } : { problem: 'does not exist' };
   } catch (err) {
+    reads?.saw('L', p, errorValue(err));
     return { problem: errnoText(err) };
   }
 }
@@ -354,9 +346,12 @@ function errnoText(e: unknown): string {
   return `cannot be read (${code ?? String(e)})`;
 }
 
-function stripped(host: string, ctx: StripContext, origin: RofsOrigin): string {
+function stripped(host: string, ctx: StripContext, origin: RofsOrigin, reads: TreeReadRecorder | undefined): string {
+  const abs = path.resolve(ctx.cwd, host);
+  const signature = reads?.beforeStripping(abs);
+  if (reads) reads.saw('P', ctx.strip, stripIdentity(ctx.strip));
   try {
-    return contentPathFor(host, ctx);
+    return contentPathFor(host, ctx, reads && ((digest) => reads.stripped(abs, signature ?? '', digest)));
   } catch (e) {
     throw new OsvbError('OSVB_IO', `cannot keep a stripped copy of "${host}" in ${ctx.cacheDir}: ${(e as Error).message}`, { ...loc(origin), cause: e });
   }
@@ -372,6 +367,17 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
     ? { cwd, strip: opts.strip.program, cacheDir: opts.strip.cacheDir, warn: opts.strip.warn }
     : undefined;
   const b = new TreeBuilder();
+  const reads = opts.reads;
+  // The strip rule compares hosts with the build directory's real path.
+  if (reads && stripCtx) {
+    let real: string;
+    try {
+      real = fs.realpathSync(cwd);
+    } catch (e) {
+      real = errorValue(e);
+    }
+    reads.saw('Q', cwd, real);
+  }
 
   for (const raw of parseManifest(text, opts.file)) {
     const origin: RofsOrigin = { file: opts.file, line: raw.line };
@@ -380,6 +386,7 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
       dir: (guestDir) => b.dirAt(guestDir, origin),
       add: (dir, name, file) => b.setChild(dir, name, file),
       origin,
+      reads,
     };
     const expanded: Iterable<Walked | { guest: string; host: string; regular?: undefined }> =
       defined.guest.endsWith('/**') && defined.host.endsWith('/**')
@@ -397,11 +404,11 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
       let host = e.host;
       let probe: { st?: fs.Stats; problem?: string } | undefined;
       if (host.startsWith('!') || host.startsWith('->')) {
-        host = unsymlink(host, cwd, origin);
+        host = unsymlink(host, cwd, origin, reads);
       } else {
-        probe = lstatOrProblem(onDisk(cwd, host));
+        probe = lstatOrProblem(onDisk(cwd, host), reads);
         if (probe.st?.isSymbolicLink()) {
-          host = unsymlink(host, cwd, origin);
+          host = unsymlink(host, cwd, origin, reads);
           probe = undefined;
         }
       }
@@ -411,12 +418,14 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
       }
       if (host.endsWith('-stripped.so')) continue;
       const plain = onDisk(cwd, host);
-      const source = stripCtx && shouldStrip(host, cwd) ? stripped(host, stripCtx, origin) : plain;
-      if (probe === undefined || source !== plain) probe = lstatOrProblem(source);
+      const source = stripCtx && shouldStrip(host, cwd) ? stripped(host, stripCtx, origin, reads) : plain;
+      if (probe === undefined || source !== plain) probe = lstatOrProblem(source, reads);
       const { st } = probe;
       let problem = probe.problem;
       if (st?.isSymbolicLink()) {
-        b.setLeaf(e.guest, { kind: 'link', target: fs.readlinkSync(source), origin }, origin);
+        const target = fs.readlinkSync(source);
+        reads?.saw('R', source, `l:${target}`);
+        b.setLeaf(e.guest, { kind: 'link', target, origin }, origin);
       } else if (st?.isDirectory()) {
         b.makeDirs(e.guest, origin);
       } else {
@@ -443,16 +452,21 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
   return tree;
 }
 
-/** Read a manifest file (UTF-8) and build its tree. */
-export async function readRofsTree(manifestPath: string, opts: Omit<RofsTreeOptions, 'file'> & { file?: string }): Promise<RofsTree> {
+/** Read a manifest file (UTF-8); `file` names it in errors. */
+export function readRofsManifest(manifestPath: string, file = manifestPath): string {
   let bytes: Buffer;
-  const file = opts.file ?? manifestPath;
   try {
     bytes = fs.readFileSync(manifestPath);
   } catch (e) {
     throw new OsvbError('OSVB_IMAGE_INPUT', `cannot read the manifest: ${errnoText(e)}`, { location: { file }, cause: e });
   }
-  return buildRofsTree(decodeManifestText(file, bytes), { ...opts, file });
+  return decodeManifestText(file, bytes);
+}
+
+/** Read a manifest file (UTF-8) and build its tree. */
+export async function readRofsTree(manifestPath: string, opts: Omit<RofsTreeOptions, 'file'> & { file?: string }): Promise<RofsTree> {
+  const file = opts.file ?? manifestPath;
+  return buildRofsTree(readRofsManifest(manifestPath, file), { ...opts, file });
 }
 
 /**

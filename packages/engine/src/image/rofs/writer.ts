@@ -11,28 +11,49 @@
  *   found by a `/**` walk is taken as it reads (as gen-rofs-img does), its size learnt on the way.
  * - Full writes go to a temp file in the same directory (data first, block 0 last, when the
  *   layout is known) and are renamed into place; the old layout file is removed first.
- * - Incremental writes (`incremental: true`) keep a sidecar `<image>.osvb-layout.json` listing
- *   every file's guest path, first block, block count, size and content digest (and the source's
- *   stat signature once it is old enough to trust), plus the image's size/inode/mtime and a
- *   digest of block 0 and the structure area. Next time, when the sidecar still describes the
- *   image on disk, the image is updated in place: a file whose new block and size match an old
- *   file's and whose content is the same (same stat signature, else same digest) is not
- *   rewritten; every other file's data is written, then the structure area and the superblock
- *   (only if they changed), then the image is truncated to its new size. When nothing changed,
- *   nothing is written and the image keeps its mtime. The sidecar is deleted before the image
- *   is touched and written only after the image is complete, so a run that dies half-way leaves
- *   no sidecar and the next run writes the image from scratch. A failed in-place update removes
- *   the image.
+ * - Incremental writes (`incremental: true`) keep a layout file `<image>.osvb-layout.json`
+ *   (layoutFile.ts: every file's guest path, inode, first block, size, content digest, source and
+ *   its stat signature once old enough to trust; the image's size/inode/mtime and a digest of
+ *   block 0 and the structure area). Next time, when it still describes the image on disk, the
+ *   image is updated in place: a file whose new block and size match an old file's and whose
+ *   content is the same (same stat signature, else same digest) is not rewritten; every other
+ *   file's data is written, then the structure area and the superblock (only if they changed),
+ *   then the image is truncated to its new size. When nothing changed, nothing is written and
+ *   the image keeps its mtime. The layout file is deleted before the image is touched and
+ *   written only after the image is complete, so a run that dies half-way leaves none and the
+ *   next run writes the image from scratch. A failed in-place update removes the image.
+ * - From a manifest (writeRofsImageFromManifest, what `osvb build` and `osvb rofs` use), the
+ *   layout file also keeps what building the tree read (treeReads.ts). When the manifest and
+ *   options are the same and every read agrees, the tree is not built at all: the sources are
+ *   stat'ed against the layout file and changed data is rewritten where it is (updateSameTree).
  */
 import * as fs from 'node:fs';
-import xxhash from 'xxhash-wasm';
+import * as path from 'node:path';
 import { OsvbError } from '../../errors/index.js';
-import { tempNameFor, writeFileAtomic } from '../../fsutil/index.js';
-import { blocksFor, ROFS_BLOCK } from './format.js';
+import { tempNameFor } from '../../fsutil/index.js';
+import { digestFile, initHashing } from '../../hash/index.js';
+import { stripIdentity } from '../strip.js';
+import { blocksFor, ROFS_BLOCK, ROFS_INODE_BYTES } from './format.js';
+import { getHasher, hex, readAtLeast, removeQuietly, type Hasher } from './io.js';
 import { layoutRofs, orderedFiles, placeRofs, planRofs, type RofsLayout, type RofsLayoutFile, type RofsPlan } from './layout.js';
+import {
+  defaultLayoutPath,
+  fileTable,
+  imageRecord,
+  loadLayoutFile,
+  metadataDigest,
+  signatureText,
+  trustable,
+  writeLayoutFile,
+  type TrustClock,
+  type TrustedLayoutFile,
+} from './layoutFile.js';
 import { nativeCopier, startNativeCopy, startNativeStats, type NativeCopyFailure, type NativeStat } from './nativeCopy.js';
 import { copyWithReadAhead, ReadAheadFailure } from './readAhead.js';
-import type { RofsDir, RofsFile, RofsTree } from './tree.js';
+import { buildRofsTree, type RofsDir, type RofsFile, type RofsSourceSignature, type RofsTree, type RofsTreeOptions } from './tree.js';
+import { firstChangedRead, RACY_MS, TreeReadRecorder, type TreeReads } from './treeReads.js';
+
+export { defaultLayoutPath };
 
 export interface RofsWriteOptions {
   /** Keep a layout sidecar and update an existing image in place when it can. */
@@ -72,6 +93,14 @@ export interface RofsWriteStats {
    * meanwhile). JavaScript copiers: `layout` after `data`.
    */
   phaseMs?: { sizes?: number; layout: number; data: number };
+  /**
+   * Writes from a manifest (writeRofsImageFromManifest), incremental: whether the tree was known
+   * to be unchanged from its recorded reads (and was not built), and if not, why.
+   */
+  treeReused?: boolean;
+  treeReason?: string;
+  /** Writes from a manifest: ms spent building the tree, or checking its reads when it was reused. */
+  treeMs?: number;
   imageSize: number;
   structureFirstBlock: number;
   structureBlocks: number;
@@ -90,30 +119,6 @@ const BUFFER_BYTES = 256 << 10;
  * the copy is bandwidth-bound (2.5k files of 86 kB: 1.3x slower). Measured, see tools/bench.
  */
 const READ_AHEAD_MIN_FILES = 4000;
-const SIDECAR_FORMAT = 'osvb-rofs-layout';
-const SIDECAR_VERSION = 1;
-/** A source modified this recently is not trusted by stat alone next time (same-tick rewrites). */
-const RACY_MS = 2000;
-
-type Hasher = Awaited<ReturnType<typeof xxhash>>;
-let hasherPromise: Promise<Hasher> | undefined;
-function getHasher(): Promise<Hasher> {
-  hasherPromise ??= xxhash();
-  return hasherPromise;
-}
-
-function hex(n: bigint): string {
-  return n.toString(16).padStart(16, '0');
-}
-
-/** Digest of block 0 and the structure area together: what the sidecar says the image's metadata is. */
-function metadataDigest(hasher: Hasher, superblock: Uint8Array, structure: Uint8Array): string {
-  return hex(hasher.create64().update(superblock).update(structure).digest());
-}
-
-export function defaultLayoutPath(outPath: string): string {
-  return `${outPath}.osvb-layout.json`;
-}
 
 /** A file with its guest path (for messages), and with its size when known. */
 interface PathedFile {
@@ -157,22 +162,6 @@ function openSource(f: PathedFile): number {
     const code = (e as NodeJS.ErrnoException).code;
     throw inputError(f, unopenable(code, String(e)), e);
   }
-}
-
-/**
- * Read up to `want + probe` bytes at `pos`, stopping as soon as at least `want` arrived. A regular
- * file returns short only at its end, so asking for one extra byte detects growth without a
- * second read in the common case.
- */
-function readAtLeast(fd: number, buf: Buffer, off: number, want: number, probe: 0 | 1, pos: number): number {
-  let got = 0;
-  const ask = want + probe;
-  while (got < want) {
-    const n = fs.readSync(fd, buf, off + got, ask - got, pos + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return got;
 }
 
 /** A write to the image failed (the cause is the fs error); writeFull and the in-place update name the image. */
@@ -353,154 +342,6 @@ function digestSource(f: RofsLayoutFile, hasher: Hasher, scratch: Buffer): strin
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sidecar
-
-/**
- * The layout file: the image it describes (size, inode, mtime, where the structure area is and a
- * digest of block 0 plus the structure area) and, for every regular file with data, in image
- * order, parallel arrays of guest path, first block, block count, size, content digest (xxh64),
- * and the source path and stat signature (`size:mtimeMs:ctimeMs:ino`) when the source was old
- * enough to trust its stat (else null: its content is compared by digest next time).
- */
-interface Sidecar {
-  format: typeof SIDECAR_FORMAT;
-  version: typeof SIDECAR_VERSION;
-  image: { size: number; ino: number; mtimeNs: string; structureBlock: number; structureBytes: number; structureDigest: string };
-  files: { path: string[]; block: number[]; blocks: number[]; size: number[]; digest: string[]; source: Array<string | null>; signature: Array<string | null> };
-}
-
-function signatureText(node: RofsFile): string | undefined {
-  const s = node.signature;
-  return s ? `${s.size}:${s.mtimeMs}:${s.ctimeMs}:${s.ino}` : undefined;
-}
-
-function isInt(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
-/** A sidecar that still describes the image on disk: its file table, indexed by first block. */
-interface TrustedSidecar {
-  byBlock: Map<number, number>;
-  files: Sidecar['files'];
-  image: Sidecar['image'];
-  /** The image's device and mtime (whole milliseconds, rounded down): a file-system timestamp from before this run. */
-  dev: number;
-  mtimeMs: number;
-}
-
-function loadSidecar(outPath: string, layoutPath: string, hasher: Hasher): TrustedSidecar | string {
-  let side: Sidecar;
-  try {
-    side = JSON.parse(fs.readFileSync(layoutPath, 'utf8')) as Sidecar;
-  } catch {
-    return fs.existsSync(layoutPath) ? 'the layout file is unreadable' : 'no layout file from an earlier write';
-  }
-  const img = side?.image;
-  const t = side?.files;
-  if (side?.format !== SIDECAR_FORMAT || side.version !== SIDECAR_VERSION || !img || !t) return 'the layout file has another format';
-  if (!isInt(img.size) || !isInt(img.ino) || typeof img.mtimeNs !== 'string' || !isInt(img.structureBlock) || !isInt(img.structureBytes)) {
-    return 'the layout file is damaged';
-  }
-  const columns = [t.path, t.block, t.blocks, t.size, t.digest, t.source, t.signature];
-  if (!columns.every((c) => Array.isArray(c) && c.length === t.path.length)) return 'the layout file is damaged';
-  let st: fs.BigIntStats;
-  try {
-    st = fs.statSync(outPath, { bigint: true });
-  } catch {
-    return 'the image does not exist';
-  }
-  if (!st.isFile() || Number(st.size) !== img.size || Number(st.ino) !== img.ino || st.mtimeNs.toString() !== img.mtimeNs) {
-    return 'the image was changed after the layout file was written';
-  }
-  const structStart = img.structureBlock * ROFS_BLOCK;
-  if (img.structureBlock < 1 || structStart + img.structureBytes > img.size) return 'the layout file is damaged';
-  const structure = Buffer.alloc(img.structureBytes);
-  const superblock = Buffer.alloc(ROFS_BLOCK);
-  try {
-    const fd = fs.openSync(outPath, 'r');
-    try {
-      if (readAtLeast(fd, superblock, 0, ROFS_BLOCK, 0, 0) !== ROFS_BLOCK) return 'the image is shorter than recorded';
-      if (readAtLeast(fd, structure, 0, img.structureBytes, 0, structStart) !== img.structureBytes) return 'the image is shorter than recorded';
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    return 'the image cannot be read';
-  }
-  if (metadataDigest(hasher, superblock, structure) !== img.structureDigest) return 'the image structure does not match the layout file';
-  const byBlock = new Map<number, number>();
-  for (let i = 0; i < t.path.length; i++) {
-    const b = t.block[i];
-    const n = t.blocks[i];
-    const size = t.size[i];
-    if (!isInt(b) || !isInt(n) || !isInt(size) || size === 0 || n !== blocksFor(size) || typeof t.digest[i] !== 'string') return 'the layout file is damaged';
-    if (b < 1 || b + n > img.structureBlock) return 'the layout file is damaged';
-    byBlock.set(b, i);
-  }
-  return { byBlock, files: t, image: img, dev: Number(st.dev), mtimeMs: Number(st.mtimeMs) };
-}
-
-/**
- * When a source's stat signature may be trusted next time. A source is read after this clock was
- * taken; a later edit gets a timestamp at or after it, so a source whose mtime and ctime are
- * strictly before it cannot change without its signature changing. Two clocks: the wall clock
- * minus RACY_MS (any file system, coarse timestamps, some skew), and a timestamp the image's own
- * file system gave before any source was read (the new temp image's ctime for a full write, the
- * old image's mtime for an in-place update), which applies to sources on that same device only
- * (same clock, same timestamp granularity) and needs no margin.
- */
-interface TrustClock {
-  wallBefore: number;
-  dev?: number;
-  fsNow?: number;
-}
-
-function trustable(f: RofsLayoutFile, clock: TrustClock): boolean {
-  const sig = f.node.signature;
-  if (sig === undefined || sig.size !== f.size) return false;
-  if (sig.mtimeMs < clock.wallBefore && sig.ctimeMs < clock.wallBefore) return true;
-  return clock.fsNow !== undefined && sig.dev !== undefined && sig.dev === clock.dev && sig.mtimeMs < clock.fsNow && sig.ctimeMs < clock.fsNow;
-}
-
-function writeSidecar(outPath: string, layoutPath: string, layout: RofsLayout, digests: string[], hasher: Hasher, clock: TrustClock): void {
-  const st = fs.statSync(outPath, { bigint: true });
-  const files: Sidecar['files'] = { path: [], block: [], blocks: [], size: [], digest: [], source: [], signature: [] };
-  layout.files.forEach((f, i) => {
-    if (f.size === 0) return;
-    files.path.push(f.path);
-    files.block.push(f.block);
-    files.blocks.push(blocksFor(f.size));
-    files.size.push(f.size);
-    files.digest.push(digests[i] as string);
-    const trusted = trustable(f, clock);
-    files.source.push(trusted ? f.node.source : null);
-    files.signature.push(trusted ? (signatureText(f.node) as string) : null);
-  });
-  const side: Sidecar = {
-    format: SIDECAR_FORMAT,
-    version: SIDECAR_VERSION,
-    image: {
-      size: Number(st.size),
-      ino: Number(st.ino),
-      mtimeNs: st.mtimeNs.toString(),
-      structureBlock: layout.structureFirstBlock,
-      structureBytes: layout.structure.length,
-      structureDigest: metadataDigest(hasher, layout.superblock, layout.structure),
-    },
-    files,
-  };
-  writeFileAtomic(layoutPath, JSON.stringify(side));
-}
-
-function removeQuietly(p: string): void {
-  try {
-    fs.rmSync(p, { force: true });
-  } catch {
-    /* best effort */
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Writers
 
 function statsOf(layout: RofsLayout, mode: 'full' | 'in-place', bytesWritten: number, filesWritten: number, filesReused: number): RofsWriteStats {
@@ -517,6 +358,25 @@ function statsOf(layout: RofsLayout, mode: 'full' | 'in-place', bytesWritten: nu
     inodes: layout.inodes,
     files: layout.files.length,
     directories: layout.directories,
+  };
+}
+
+/** Stats of an in-place update that made no layout: the counts are the layout file's. */
+function recordStats(old: TrustedLayoutFile, bytesWritten: number, filesWritten: number, filesReused: number): RofsWriteStats {
+  const img = old.image;
+  return {
+    bytesWritten,
+    filesWritten,
+    filesReused,
+    mode: 'in-place',
+    imageSize: img.size,
+    structureFirstBlock: img.structureBlock,
+    structureBlocks: blocksFor(img.structureBytes),
+    dentries: img.dentries,
+    symlinks: img.symlinks,
+    inodes: img.inodes,
+    files: old.files.path.length,
+    directories: img.directories,
   };
 }
 
@@ -798,9 +658,9 @@ const EMPTY_DIGEST_INPUT = new Uint8Array(0);
 
 /**
  * Which files can stay where they are: same first block, same size, and the same content (by
- * stat signature when the sidecar recorded one, else by digest). Reads sources, writes nothing.
+ * stat signature when the layout file recorded one, else by digest). Reads sources, writes nothing.
  */
-function planInPlace(layout: RofsLayout, old: TrustedSidecar, hasher: Hasher): { keep: boolean[]; digests: Array<string | undefined>; bySignature: boolean } {
+function planInPlace(layout: RofsLayout, old: TrustedLayoutFile, hasher: Hasher): { keep: boolean[]; digests: Array<string | undefined>; bySignature: boolean } {
   const keep: boolean[] = [];
   const digests: Array<string | undefined> = [];
   const t = old.files;
@@ -819,7 +679,8 @@ function planInPlace(layout: RofsLayout, old: TrustedSidecar, hasher: Hasher): {
       continue;
     }
     const sig = t.signature[i];
-    if (sig !== null && sig !== undefined && sig === signatureText(f.node) && t.source[i] === f.node.source) {
+    const now = f.node.signature;
+    if (sig !== null && now !== undefined && sig === signatureText(now) && t.source[i] === f.node.source) {
       keep.push(true);
       digests.push(t.digest[i]);
       continue;
@@ -852,23 +713,60 @@ function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: 
 }
 
 /**
- * Write `tree` as a ROFS image at `outPath` (see the module comment for the incremental mode).
- * Throws OsvbError: OSVB_IMAGE_INPUT for a host file that cannot be read or a tree that cannot
- * be serialised, OSVB_IO for output failures or sources changing during the write.
+ * Change the image in place with `change` (which returns the bytes it wrote). The layout file is
+ * removed first and written again by the caller only once the image is complete, so a run that
+ * dies half-way leaves none (the next run writes the image anew); a failure removes the image.
+ * Undefined when the image cannot be opened for writing.
  */
-export async function writeRofsImage(tree: RofsTree, outPath: string, options: RofsWriteOptions): Promise<RofsWriteStats> {
-  const layoutPath = options.layoutPath ?? defaultLayoutPath(outPath);
-  if (!options.incremental) {
-    const { layout, bytes, copier, phaseMs } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath), options.copier);
-    return { ...statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0), copier, phaseMs };
+function changeInPlace(outPath: string, layoutPath: string, change: (fd: number) => number): number | undefined {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(outPath, 'r+');
+  } catch {
+    return undefined;
   }
+  try {
+    fs.rmSync(layoutPath, { force: true });
+    const bytes = change(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    return bytes;
+  } catch (e) {
+    if (fd !== undefined) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* already closed */
+      }
+    }
+    if (!fs.existsSync(layoutPath)) removeQuietly(outPath); // half-updated: never leave it looking like an image
+    if (e instanceof OsvbError) throw e;
+    throw ioError(`cannot update ${outPath}`, e);
+  }
+}
 
-  // Taken before any source is read (see TrustClock).
-  const clock: TrustClock = { wallBefore: Date.now() - RACY_MS };
+/** The memo of a tree build: its reads under the key of what else it was built from. */
+type TreeMemo = TreeReads & { key: string };
+
+/**
+ * An incremental write of a built tree: in place when the old layout file (`old`, loaded by the
+ * caller) still describes the image and some file keeps its place, else a full write.
+ * `wallBefore` was taken before any source was read (see TrustClock).
+ */
+async function writeIncremental(
+  tree: RofsTree,
+  outPath: string,
+  layoutPath: string,
+  copierOption: RofsCopier | undefined,
+  hasher: Hasher,
+  wallBefore: number,
+  loadOld: () => TrustedLayoutFile | string,
+  memo: TreeMemo | undefined,
+): Promise<RofsWriteStats> {
+  const clock: TrustClock = { wallBefore };
   await statUnknownSizes(tree);
   const layout = layoutRofs(tree);
-  const hasher = await getHasher();
-  const old = loadSidecar(outPath, layoutPath, hasher);
+  const old = loadOld();
   let fullReason: string | undefined = typeof old === 'string' ? old : undefined;
   if (typeof old !== 'string') {
     // Worth updating in place only if some file could stay where it is.
@@ -881,53 +779,222 @@ export async function writeRofsImage(tree: RofsTree, outPath: string, options: R
       clock.dev = old.dev;
       clock.fsNow = old.mtimeMs;
       const { keep, digests, bySignature } = planInPlace(layout, old, hasher);
-      const structureChanged =
-        old.image.structureBlock !== layout.structureFirstBlock ||
-        old.image.size !== layout.imageSize ||
-        old.image.structureDigest !== metadataDigest(hasher, layout.superblock, layout.structure);
+      const image = imageRecord(layout, hasher);
+      const structureChanged = old.image.structureBlock !== layout.structureFirstBlock || old.image.size !== layout.imageSize || old.image.structureDigest !== image.structureDigest;
       const toWrite = keep.filter((k) => !k).length;
       const kept = layout.files.filter((f, i) => keep[i] && f.size > 0).length;
       if (toWrite === 0 && !structureChanged) {
-        // Nothing to do: the image is left alone (its mtime too); the sidecar only needs
-        // rewriting to record signatures it did not have (or that changed with equal content).
-        if (!bySignature) writeSidecar(outPath, layoutPath, layout, digests as string[], hasher, clock);
+        // Nothing to do: the image is left alone (its mtime too); the layout file only needs
+        // rewriting to record signatures it did not have (or that changed with equal content),
+        // or the tree's reads.
+        if (!bySignature || memo) writeLayoutFile(outPath, layoutPath, image, fileTable(layout, digests as string[], clock), memo);
         return statsOf(layout, 'in-place', 0, 0, kept);
       }
-      let fd: number | undefined;
-      try {
-        fd = fs.openSync(outPath, 'r+');
-      } catch {
-        fullReason = 'the image cannot be opened for update';
-      }
-      if (fd !== undefined) {
-        let bytes: number;
-        try {
-          // From here on the image is being changed: the old sidecar must not survive a crash.
-          fs.rmSync(layoutPath, { force: true });
-          bytes = writeInPlace(layout, fd, keep, digests, structureChanged, hasher);
-          fs.closeSync(fd);
-          fd = undefined;
-        } catch (e) {
-          if (fd !== undefined) {
-            try {
-              fs.closeSync(fd);
-            } catch {
-              /* already closed */
-            }
-          }
-          if (!fs.existsSync(layoutPath)) removeQuietly(outPath); // half-updated: never leave it looking like an image
-          if (e instanceof OsvbError) throw e;
-          throw ioError(`cannot update ${outPath}`, e);
-        }
-        writeSidecar(outPath, layoutPath, layout, digests as string[], hasher, clock);
+      const bytes = changeInPlace(outPath, layoutPath, (fd) => writeInPlace(layout, fd, keep, digests, structureChanged, hasher));
+      if (bytes !== undefined) {
+        writeLayoutFile(outPath, layoutPath, image, fileTable(layout, digests as string[], clock), memo);
         return statsOf(layout, 'in-place', bytes, toWrite, kept);
       }
+      fullReason = 'the image cannot be opened for update';
     }
   }
-  const fullClock: TrustClock = { wallBefore: clock.wallBefore };
-  const { bytes, digests, copier, phaseMs } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath), options.copier, fullClock);
-  writeSidecar(outPath, layoutPath, layout, digests, hasher, fullClock);
+  const fullClock: TrustClock = { wallBefore };
+  const { bytes, digests, copier, phaseMs } = writeFull(tree, layout, outPath, hasher, () => removeQuietly(layoutPath), copierOption, fullClock);
+  writeLayoutFile(outPath, layoutPath, imageRecord(layout, hasher), fileTable(layout, digests, fullClock), memo);
   const stats: RofsWriteStats = { ...statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0), copier, phaseMs };
   if (fullReason !== undefined) stats.fullReason = fullReason;
   return stats;
+}
+
+/**
+ * Write `tree` as a ROFS image at `outPath` (see the module comment for the incremental mode).
+ * Throws OsvbError: OSVB_IMAGE_INPUT for a host file that cannot be read or a tree that cannot
+ * be serialised, OSVB_IO for output failures or sources changing during the write.
+ */
+export async function writeRofsImage(tree: RofsTree, outPath: string, options: RofsWriteOptions): Promise<RofsWriteStats> {
+  const layoutPath = options.layoutPath ?? defaultLayoutPath(outPath);
+  if (!options.incremental) {
+    const { layout, bytes, copier, phaseMs } = writeFull(tree, undefined, outPath, undefined, () => removeQuietly(layoutPath), options.copier);
+    return { ...statsOf(layout, 'full', bytes, layout.files.filter((f) => f.size > 0).length, 0), copier, phaseMs };
+  }
+  const wallBefore = Date.now() - RACY_MS;
+  const hasher = await getHasher();
+  return writeIncremental(tree, outPath, layoutPath, options.copier, hasher, wallBefore, () => loadLayoutFile(outPath, layoutPath, hasher), undefined);
+}
+
+// ---------------------------------------------------------------------------------------------
+// From a manifest: the tree is built only when its reads say it may have changed
+
+/** Bump when what a tree is built from, or how, changes (old memos must not match). */
+const TREE_KEY_VERSION = 1;
+
+function treeKey(text: string, opts: RofsTreeOptions, hasher: Hasher): string {
+  const defines = Object.entries(opts.defines ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const strip = opts.strip ? [opts.strip.program, path.resolve(opts.strip.cacheDir)] : false;
+  return hasher.h64ToString(JSON.stringify([TREE_KEY_VERSION, text, path.resolve(opts.cwd), defines, opts.walkOrder ?? 'sorted', strip]));
+}
+
+/** Stat every source of a file table (on native threads when built): signatures, or why not. */
+function statSources(sources: readonly string[]): RofsSourceSignature[] | string {
+  const binding = nativeCopier();
+  const native = binding && sources.length > 0 ? startNativeStats(binding, sources) : undefined;
+  if (native) {
+    const { stats, failure } = native.wait();
+    if (failure) return `${sources[failure.index]} ${failure.kind === 'not-file' ? 'is not a regular file' : unopenable(failure.code, 'stat failed')}`;
+    return stats as NativeStat[];
+  }
+  const out: RofsSourceSignature[] = [];
+  for (const source of sources) {
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(source, { throwIfNoEntry: false });
+    } catch (e) {
+      return `${source} ${unopenable((e as NodeJS.ErrnoException).code, String(e))}`;
+    }
+    if (!st) return `${source} does not exist`;
+    if (!st.isFile()) return `${source} is not a regular file`;
+    out.push({ size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev });
+  }
+  return out;
+}
+
+/** Byte offset of the size field in a ROFS inode (mode, number, data offset, then size: u64 each). */
+const INODE_SIZE_AT = 24;
+
+/**
+ * The in-place update of an image whose tree is known to be the same (every read agreed): no
+ * tree, no layout. Every source is stat'ed against the file table; a file with new content is
+ * rewritten where it is, and when its size changed within the blocks it has, its inode's size
+ * is patched in the structure area. A file that needs more or fewer blocks moves everything
+ * after it: then this returns why, and the caller builds the tree and lays the image out anew.
+ */
+function updateSameTree(old: TrustedLayoutFile, memo: TreeMemo, outPath: string, layoutPath: string, hasher: Hasher, clock: TrustClock): RofsWriteStats | string {
+  const t = old.files;
+  const sigs = statSources(t.source);
+  if (typeof sigs === 'string') return sigs;
+  const inodeTable = old.structure.length - old.image.inodes * ROFS_INODE_BYTES;
+  const rewrite: number[] = [];
+  const digests = t.digest.slice();
+  let resigned = false;
+  let scratch: Buffer | undefined;
+  for (let i = 0; i < t.path.length; i++) {
+    const st = sigs[i] as RofsSourceSignature;
+    const size = t.size[i] as number;
+    const file = (n: number): RofsLayoutFile => ({ node: { kind: 'file', source: t.source[i] as string, size: n }, path: t.path[i] as string, inode: t.inode[i] as number, block: t.block[i] as number, size: n });
+    if (st.size !== size) {
+      if (blocksFor(st.size) !== t.blocks[i]) return `${t.path[i]} now needs ${blocksFor(st.size)} blocks instead of ${t.blocks[i]}`;
+      // The inode must be the one the table says (a regular file at this block with the old size).
+      const at = inodeTable + ((t.inode[i] as number) - 1) * ROFS_INODE_BYTES;
+      if (old.structure.readBigUInt64LE(at + 16) !== BigInt(t.block[i] as number) || old.structure.readBigUInt64LE(at + INODE_SIZE_AT) !== BigInt(size)) {
+        return 'the layout file does not match the image';
+      }
+      rewrite.push(i);
+      continue;
+    }
+    const sig = t.signature[i];
+    if (sig !== null && sig === signatureText(st)) continue;
+    resigned = true;
+    scratch ??= Buffer.allocUnsafe(1 << 20);
+    const d = digestSource(file(size), hasher, scratch);
+    if (d !== digests[i]) rewrite.push(i);
+  }
+  const rewritten = new Set(rewrite);
+  const statsNow = (bytes: number): RofsWriteStats => ({
+    ...recordStats(old, bytes, rewrite.length, t.size.filter((n, i) => n > 0 && !rewritten.has(i)).length),
+    treeReused: true,
+  });
+  const retable = (): void => {
+    for (let i = 0; i < t.path.length; i++) {
+      const st = sigs[i] as RofsSourceSignature;
+      t.size[i] = st.size;
+      t.signature[i] = trustable(st, st.size, clock) ? signatureText(st) : null;
+    }
+    t.digest = digests;
+  };
+  if (rewrite.length === 0) {
+    // Nothing to write: the image keeps its mtime. The layout file is written again only to keep
+    // signatures it did not have (or that changed with equal content), or directories' new
+    // signatures (listed again, the same entries).
+    const relisted = memo.seen.some((v, i) => v !== old.tree?.seen[i]);
+    if (resigned || relisted) {
+      retable();
+      writeLayoutFile(outPath, layoutPath, old.image, t, memo);
+    }
+    return statsNow(0);
+  }
+  const structure = Buffer.from(old.structure);
+  const patched: number[] = [];
+  for (const i of rewrite) {
+    const size = (sigs[i] as RofsSourceSignature).size;
+    if (size === t.size[i]) continue;
+    const at = inodeTable + ((t.inode[i] as number) - 1) * ROFS_INODE_BYTES + INODE_SIZE_AT;
+    structure.writeBigUInt64LE(BigInt(size), at);
+    patched.push(at);
+  }
+  const structStart = old.image.structureBlock * ROFS_BLOCK;
+  const bytes = changeInPlace(outPath, layoutPath, (fd) => {
+    const w = new ImageWriter(fd, 0, hasher);
+    for (const i of rewrite) {
+      const size = (sigs[i] as RofsSourceSignature).size;
+      w.seek((t.block[i] as number) * ROFS_BLOCK);
+      digests[i] = w.copyFile({ node: { kind: 'file', source: t.source[i] as string, size }, path: t.path[i] as string, size }) as string;
+    }
+    for (const at of patched) {
+      w.seek(structStart + at);
+      w.append(structure.subarray(at, at + 8));
+    }
+    w.flush();
+    return w.bytesWritten;
+  });
+  if (bytes === undefined) return 'the image cannot be opened for update';
+  retable();
+  const image = patched.length > 0 ? { ...old.image, structureDigest: metadataDigest(hasher, old.superblock, structure) } : old.image;
+  writeLayoutFile(outPath, layoutPath, image, t, memo);
+  return statsNow(bytes);
+}
+
+/**
+ * Write the image of manifest `text` at `outPath`. Incremental writes keep the reads of the tree
+ * build in the layout file (treeReads.ts); when the manifest and options are the same and every
+ * read agrees, the tree is not built again: the sources are checked against the layout file
+ * and changed data is rewritten in place (updateSameTree). Else as writeRofsImage.
+ */
+export async function writeRofsImageFromManifest(text: string, treeOptions: RofsTreeOptions, outPath: string, options: RofsWriteOptions): Promise<RofsWriteStats> {
+  const t0 = performance.now();
+  if (!options.incremental) {
+    const tree = await buildRofsTree(text, treeOptions);
+    const treeMs = performance.now() - t0;
+    return { ...(await writeRofsImage(tree, outPath, options)), treeMs };
+  }
+  // Before anything is read: the trust rules compare timestamps with it.
+  const wallBefore = Date.now() - RACY_MS;
+  const hasher = await getHasher();
+  const hash = (s: string): string => hasher.h64ToString(s);
+  const layoutPath = options.layoutPath ?? defaultLayoutPath(outPath);
+  const key = treeKey(text, treeOptions, hasher);
+  const old = loadLayoutFile(outPath, layoutPath, hasher);
+  let treeReason: string;
+  if (typeof old === 'string') treeReason = old;
+  else if (!old.tree) treeReason = 'the layout file records no tree';
+  else if (old.tree.key !== key) treeReason = 'the manifest or its options changed';
+  else {
+    const memo = { ...old.tree, seen: old.tree.seen.slice() };
+    if (treeOptions.strip) await initHashing(); // digestFile, for stripped files' contents
+    const changed = firstChangedRead(memo, { walkOrder: treeOptions.walkOrder ?? 'sorted', identity: stripIdentity, hash, wallBefore, digestFile });
+    if (changed !== undefined) treeReason = changed;
+    else {
+      const treeMs = performance.now() - t0;
+      const r = updateSameTree(old, memo, outPath, layoutPath, hasher, { wallBefore, dev: old.dev, fsNow: old.mtimeMs });
+      if (typeof r !== 'string') return { ...r, treeMs };
+      treeReason = r;
+    }
+  }
+  const t1 = performance.now();
+  const reads = new TreeReadRecorder(wallBefore, hash);
+  const tree = await buildRofsTree(text, { ...treeOptions, reads });
+  const treeMs = performance.now() - t1;
+  const recorded = reads.result();
+  const memo = typeof recorded === 'string' ? undefined : { ...recorded, key };
+  const stats = await writeIncremental(tree, outPath, layoutPath, options.copier, hasher, wallBefore, () => old, memo);
+  return { ...stats, treeReused: false, treeReason: typeof recorded === 'string' ? `${treeReason}; not recorded: ${recorded}` : treeReason, treeMs };
 }

@@ -1,0 +1,267 @@
+/**
+ * What building a ROFS tree learnt from the file system, recorded so that the next incremental
+ * write can tell, without building the tree again, that it would come out the same.
+ *
+ * A tree is a function of the manifest text, the options, and these reads (nothing else is
+ * looked at; tree.ts reports every one of them here):
+ * - `D` a directory listed by a `/**` walk: its stat signature, taken before listing, and a
+ *   digest of the names and entry types in the order the walk used. The signature alone
+ *   vouches for the listing only when it was old enough to trust (a directory changed in the
+ *   same timestamp tick after the listing would keep its mtime); else, or when it changed, the
+ *   directory is listed again and the digests compared (a module rebuilt by `make` usually
+ *   touches its directory without changing what is in it).
+ * - `L`/`S` the kind of a path found by lstat/stat (file, directory, link, other, missing, error),
+ * - `R` what readlink gave, `E` whether a path exists (unsymlink's search),
+ * - `C` a `.so` that was stripped: the content digest its stripped copy was found by, and its
+ *   stat signature (when old enough to vouch for that content; else, or when it changed, the
+ *   file is digested again), `P` the strip program's identity, `Q` the real path of the build
+ *   directory (the strip rule compares against it).
+ * Sizes and contents of regular files are not reads: the writer's layout file has every file's
+ * source, size and signature, and checks those itself.
+ *
+ * Every value is what the tree build actually used (taken from the call it made, never from a
+ * second look), so a change after the build makes a read disagree next time, never agree wrongly.
+ */
+import * as fs from 'node:fs';
+import type { WalkOrder } from '../../fsutil/index.js';
+
+export type TreeReadKind = 'D' | 'L' | 'S' | 'R' | 'E' | 'C' | 'P' | 'Q';
+
+/** The reads of one tree build, as stored in the layout file: `kind:path` and what was seen. */
+export interface TreeReads {
+  reads: string[];
+  seen: string[];
+}
+
+/** A source modified this recently is not trusted by its stat signature (same-tick rewrites). */
+export const RACY_MS = 2000;
+
+/** UTF-16 order equals UTF-8 byte order unless a surrogate or a code unit above them is involved. */
+const NOT_BELOW_SURROGATES = /[\ud800-\uffff]/;
+function compareBytes(a: string, b: string): number {
+  if (!NOT_BELOW_SURROGATES.test(a) && !NOT_BELOW_SURROGATES.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** A directory's entries in walk order ('sorted': byte order; 'os': as the OS returns them); undefined when it cannot be listed. */
+export function listDir(dir: string, order: WalkOrder): fs.Dirent[] | undefined {
+  try {
+    if (order === 'sorted') return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => compareBytes(a.name, b.name));
+    const entries: fs.Dirent[] = [];
+    // 256 entries a call into the binding instead of 32: the walk reads every entry anyway.
+    const handle = fs.opendirSync(dir, { bufferSize: 256 });
+    try {
+      for (let d = handle.readSync(); d !== null; d = handle.readSync()) entries.push(d);
+    } finally {
+      handle.closeSync();
+    }
+    return entries;
+  } catch {
+    return undefined;
+  }
+}
+
+function direntType(e: fs.Dirent): string {
+  return e.isFile() ? 'f' : e.isDirectory() ? 'd' : e.isSymbolicLink() ? 'l' : e.isFIFO() || e.isSocket() || e.isBlockDevice() || e.isCharacterDevice() ? 'o' : '?';
+}
+
+/** A listing's digest (names and entry types in order); `!` for a directory that could not be listed. */
+function listingDigest(entries: readonly fs.Dirent[] | undefined, hash: (text: string) => string): string {
+  if (!entries) return '!';
+  let s = '';
+  for (const e of entries) s += `${direntType(e)}${e.name}\0`;
+  return hash(s);
+}
+
+export function statKind(st: fs.Stats | undefined): string {
+  if (!st) return '-';
+  return st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o';
+}
+
+/** What a failed stat or readlink says, as a read value: missing, or the error code. */
+export function errorValue(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR' ? '-' : `!${code ?? 'error'}`;
+}
+
+/** The stat signature the reads compare (size, mtime, ctime, inode, device; all in Stats' plain numbers). */
+export function signatureText(st: fs.Stats): string {
+  return `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.dev}`;
+}
+
+/** Records the reads of one tree build. */
+export class TreeReadRecorder {
+  private readonly reads = new Map<string, string>();
+  private broken: string | undefined;
+
+  /**
+   * `wallBefore`: the wall clock (ms) minus RACY_MS, taken before the build read anything;
+   * `hash`: a digest of a listing's text.
+   */
+  constructor(
+    private readonly wallBefore: number,
+    private readonly hash: (text: string) => string,
+  ) {}
+
+  private trusted(st: fs.Stats): boolean {
+    return st.mtimeMs < this.wallBefore && st.ctimeMs < this.wallBefore;
+  }
+
+  /**
+   * A read whose value is not the same every time it is made gives no memo at all (a path
+   * looked at twice during one build with two answers: the file system changed under it).
+   */
+  saw(kind: TreeReadKind, p: string, value: string): void {
+    const key = `${kind}:${p}`;
+    const had = this.reads.get(key);
+    if (had !== undefined && had !== value) this.broken ??= `${p} changed while the tree was built`;
+    this.reads.set(key, value);
+  }
+
+  /** Before listing `dir`: its signature now (empty when too fresh to vouch for the listing). */
+  beforeListing(dir: string): string {
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(dir, { throwIfNoEntry: false });
+    } catch {
+      st = undefined;
+    }
+    return st && st.isDirectory() && this.trusted(st) ? signatureText(st) : '';
+  }
+
+  listed(dir: string, signature: string, entries: readonly fs.Dirent[] | undefined): void {
+    this.saw('D', dir, `${signature}|${listingDigest(entries, this.hash)}`);
+  }
+
+  /** Before the `.so` at `p` is digested to find its stripped copy: its signature (empty when too fresh to vouch for the content). */
+  beforeStripping(p: string): string {
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(p, { throwIfNoEntry: false });
+    } catch {
+      st = undefined;
+    }
+    return st && this.trusted(st) ? signatureText(st) : '';
+  }
+
+  /** The `.so` at `p` had content `digest` when it was stripped (`signature` from beforeStripping). */
+  stripped(p: string, signature: string, digest: string): void {
+    this.saw('C', p, `${signature}|${digest}`);
+  }
+
+  /** The reads, or why they cannot stand for the tree. */
+  result(): TreeReads | string {
+    if (this.broken) return this.broken;
+    const reads: string[] = [];
+    const seen: string[] = [];
+    for (const [k, v] of this.reads) {
+      reads.push(k);
+      seen.push(v);
+    }
+    return { reads, seen };
+  }
+}
+
+/** What the reads see now, one at a time; `identity` answers `P` reads (the strip program's). */
+export interface ReadCheckContext {
+  walkOrder: WalkOrder;
+  identity: (program: string) => string;
+  hash: (text: string) => string;
+  /** A file's content digest, as the strip cache keys copies (`C` reads). */
+  digestFile: (p: string) => string;
+  /** The wall clock minus RACY_MS, taken before this check read anything. */
+  wallBefore: number;
+}
+
+function statValue(p: string, follow: boolean): string {
+  try {
+    return statKind(follow ? fs.statSync(p, { throwIfNoEntry: false }) : fs.lstatSync(p, { throwIfNoEntry: false }));
+  } catch (e) {
+    return errorValue(e);
+  }
+}
+
+/**
+ * Check recorded reads against the file system now. Returns the first read that differs (as a
+ * reason), or undefined when all agree; `seen` is updated in place where a directory's listing
+ * still agrees but its signature moved on (so it need not be listed again next time).
+ */
+export function firstChangedRead(r: TreeReads, ctx: ReadCheckContext): string | undefined {
+  for (let i = 0; i < r.reads.length; i++) {
+    const key = r.reads[i] as string;
+    const was = r.seen[i] as string;
+    const kind = key[0] as TreeReadKind;
+    const p = key.slice(2);
+    let now: string;
+    switch (kind) {
+      case 'D': {
+        const bar = was.indexOf('|');
+        const sig = was.slice(0, bar);
+        let st: fs.Stats | undefined;
+        try {
+          st = fs.statSync(p, { throwIfNoEntry: false });
+        } catch {
+          st = undefined;
+        }
+        const sigNow = st && st.isDirectory() ? signatureText(st) : '';
+        if (sig !== '' && sigNow === sig) continue;
+        const listing = listingDigest(listDir(p, ctx.walkOrder), ctx.hash);
+        if (listing !== was.slice(bar + 1)) return `directory ${p} changed`;
+        const trusted = st !== undefined && st.mtimeMs < ctx.wallBefore && st.ctimeMs < ctx.wallBefore;
+        r.seen[i] = `${trusted ? sigNow : ''}|${listing}`;
+        continue;
+      }
+      case 'L':
+      case 'S':
+        now = statValue(p, kind === 'S');
+        break;
+      case 'R':
+        try {
+          now = `l:${fs.readlinkSync(p)}`;
+        } catch (e) {
+          now = errorValue(e);
+        }
+        break;
+      case 'E':
+        now = fs.existsSync(p) ? '1' : '0';
+        break;
+      case 'C': {
+        const bar = was.indexOf('|');
+        const sig = was.slice(0, bar);
+        let st: fs.Stats | undefined;
+        try {
+          st = fs.statSync(p, { throwIfNoEntry: false });
+        } catch {
+          st = undefined;
+        }
+        if (!st) return `${p} changed`;
+        const sigNow = signatureText(st);
+        if (sig !== '' && sigNow === sig) continue;
+        let digest: string;
+        try {
+          digest = ctx.digestFile(p);
+        } catch {
+          return `${p} changed`;
+        }
+        if (digest !== was.slice(bar + 1)) return `${p} changed`;
+        const trusted = st.mtimeMs < ctx.wallBefore && st.ctimeMs < ctx.wallBefore;
+        r.seen[i] = `${trusted ? sigNow : ''}|${digest}`;
+        continue;
+      }
+      case 'P':
+        now = ctx.identity(p);
+        break;
+      case 'Q':
+        try {
+          now = fs.realpathSync(p);
+        } catch (e) {
+          now = errorValue(e);
+        }
+        break;
+      default:
+        return `unknown read ${key}`;
+    }
+    if (now !== was) return `${p} changed`;
+  }
+  return undefined;
+}
