@@ -26,12 +26,16 @@ export interface NativeCopier {
    * undefined when `cancel` stopped it. With hashing, each file's XXH64 (seed 0) goes to `digests`.
    */
   copyWait(handle: JobHandle, digests: BigUint64Array | null, cancel: boolean): number | CopyFailure | undefined;
-  /** stat(2) every file on `threads` background threads. */
-  statStart(paths: Buffer, count: number, threads: number): JobHandle;
   /**
-   * Wait for statStart: `out` (count × 7) gets size (-1 where the stat failed), mtime s, ns,
-   * ctime s, ns, inode, device per file; returns the first failure in file order (kind 0: cannot
-   * stat, 5: not a regular file), or undefined.
+   * stat(2) every path on `threads` background threads. `anyType`: every file type is a result,
+   * and so is a failed stat (no failure is returned).
+   */
+  statStart(paths: Buffer, count: number, threads: number, anyType?: boolean): JobHandle;
+  /**
+   * Wait for statStart: `out` (count × 8) gets size (-1 where the stat failed), mtime s, ns,
+   * ctime s, ns, inode, device, mode (-errno where the stat failed, with anyType) per path;
+   * returns the first failure in file order (kind 0: cannot stat, 5: not a regular file), or
+   * undefined.
    */
   statWait(handle: JobHandle, out: Float64Array): CopyFailure | undefined;
   /** XXH64 (seed 0) of the bytes: for tests against xxhash-wasm. */

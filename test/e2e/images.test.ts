@@ -37,11 +37,15 @@ describe('images from osvb build', () => {
     fs.appendFileSync(path.join(base, 'apps/hello/hello.c'), '\nint osvb_test_extra(void) { return 42; }\n');
     const res = await osvb(['build', 'fs=rofs', '--osv-base', base, '-v']);
     expect(res.exitCode, res.stderr).toBe(0);
-    expect(res.stderr).toMatch(/rofs\.img updated: .* reused/);
+    expect(res.stderr).toMatch(/rofs\.img updated in place: .* reused/);
     const updated = fs.readFileSync(img);
     fs.rmSync(img);
     fs.rmSync(`${img}.osvb-layout.json`, { force: true });
     expect((await osvb(['build', 'fs=rofs', '--osv-base', base])).exitCode).toBe(0);
+    expect(fs.readFileSync(img).equals(updated)).toBe(true);
+    // Nothing changed since: the tree is known from what it read last time, and not built again.
+    const again = await osvb(['build', 'fs=rofs', '--osv-base', base, '-v']);
+    expect(again.stderr).toMatch(/rofs\.img updated in place \(same tree\): 0 files written/);
     expect(fs.readFileSync(img).equals(updated)).toBe(true);
   });
 

@@ -34,7 +34,7 @@
 #define BUF_BYTES (256 << 10)
 #define MAX_THREADS 16
 /* A stat-only job's fields per file: size (-1: failed), mtime s, ns, ctime s, ns, inode, device. */
-#define SIG_FIELDS 7
+#define SIG_FIELDS 8
 
 enum kind { K_OPEN = 0, K_READ = 1, K_MORE = 2, K_SHORT = 3, K_WRITE = 4, K_NOTFILE = 5 };
 
@@ -132,6 +132,7 @@ typedef struct {
   piece_t *pieces;
   uint32_t npieces;
   double *sig; /* stat-only jobs: SIG_FIELDS per file */
+  int any_type; /* stat-only jobs: any file type, and a failed stat is a result (-errno in the mode field), not a failure */
   uint32_t *unknown; /* indexes of files with size -1 */
   uint32_t nunknown;
   int out;
@@ -199,7 +200,7 @@ static void dir_cache_close(dir_cache_t *c) {
 /* The directory fd and the name to use for `path` (AT_FDCWD and the path when it has no directory part or it cannot be opened). */
 static int dir_for(dir_cache_t *c, const char *path, const char **name) {
   const char *slash = strrchr(path, '/');
-  if (!slash || slash == path) {
+  if (!slash || slash == path || slash[1] == 0) { /* no directory part, or a path ending in "/" (a directory) */
     *name = path;
     return AT_FDCWD;
   }
@@ -234,17 +235,18 @@ static void stat_phase(job_t *j) {
     struct stat st;
     const char *name;
     int dfd = dir_for(&dc, j->paths[i], &name);
+    double *f = j->sig ? j->sig + (size_t)i * SIG_FIELDS : NULL;
     if (fstatat(dfd, name, &st, 0) != 0) {
-      fail(j, i, K_OPEN, errno, 0);
+      if (j->any_type) f[7] = -(double)errno;
+      else fail(j, i, K_OPEN, errno, 0);
       continue;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st.st_mode) && !j->any_type) {
       fail(j, i, K_NOTFILE, 0, 0);
       continue;
     }
     j->sizes[i] = (double)st.st_size;
-    if (j->sig) {
-      double *f = j->sig + (size_t)i * SIG_FIELDS;
+    if (f) {
       f[0] = (double)st.st_size;
       f[1] = (double)st.st_mtim.tv_sec;
       f[2] = (double)st.st_mtim.tv_nsec;
@@ -252,6 +254,7 @@ static void stat_phase(job_t *j) {
       f[4] = (double)st.st_ctim.tv_nsec;
       f[5] = (double)st.st_ino;
       f[6] = (double)st.st_dev;
+      f[7] = (double)st.st_mode;
     }
   }
   dir_cache_close(&dc);
@@ -690,20 +693,25 @@ done:
 }
 
 /*
- * statStart(paths: Buffer (NUL-terminated UTF-8 paths), count, threads) → handle: stat(2)s every
- * file on background threads. statWait(handle, out: Float64Array(count * 7)) → undefined, or the
- * first failure in file order ({ index, kind: 0 cannot stat | 5 not a regular file, errno });
- * out gets size (-1 where the stat failed), mtime s, ns, ctime s, ns, inode, device per file.
+ * statStart(paths: Buffer (NUL-terminated UTF-8 paths), count, threads, anyType) → handle:
+ * stat(2)s every path on background threads. statWait(handle, out: Float64Array(count * 8)) →
+ * undefined, or the first failure in file order ({ index, kind: 0 cannot stat | 5 not a regular
+ * file, errno }); out gets size (-1 where the stat failed), mtime s, ns, ctime s, ns, inode,
+ * device, mode per path. With anyType, any file type is a result, and so is a failed stat
+ * (-errno in the mode field): there is no failure.
  */
 static napi_value stat_start(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3], result = NULL;
+  size_t argc = 4;
+  napi_value argv[4], result = NULL;
   job_t *j = NULL;
   int32_t threads;
+  bool any_type = false;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 3) BAD_ARGS();
   CHECK(napi_get_value_int32(env, argv[2], &threads));
+  if (argc >= 4) CHECK(napi_get_value_bool(env, argv[3], &any_type));
   if (!(j = job_new(env, argv[0], argv[1], threads))) goto done;
+  j->any_type = any_type ? 1 : 0;
   threads = j->threads;
   j->sig = malloc(sizeof(double) * SIG_FIELDS * (j->count ? j->count : 1));
   if (!j->sig) {

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import xxhash from 'xxhash-wasm';
 import { useTempDirs } from '../../testing/index.js';
-import { nativeCopier, startNativeCopy } from './nativeCopy.js';
+import { nativeCopier, nativeStatsOfAny, startNativeCopy } from './nativeCopy.js';
 import { readRofsFile } from './reader.js';
 import { rofsDir, rofsFileFrom, type RofsTree } from './tree.js';
 import { writeRofsImage } from './writer.js';
@@ -77,6 +77,27 @@ describe.runIf(binding !== undefined)('native copy', () => {
     } finally {
       fs.closeSync(fd);
     }
+  });
+
+  it('stats paths of any type as fs.statSync does (directories with a trailing slash too), a failure as its errno', () => {
+    const root = tempDir();
+    fs.mkdirSync(path.join(root, 'd'));
+    fs.writeFileSync(path.join(root, 'd/f'), 'twelve bytes');
+    fs.symlinkSync('d', path.join(root, 'link'));
+    const paths = [path.join(root, 'd'), `${path.join(root, 'd')}/`, path.join(root, 'd/f'), path.join(root, 'link'), path.join(root, 'nope'), `${path.join(root, 'd/f')}/`];
+    const stats = nativeStatsOfAny(native, paths) ?? [];
+    expect(stats).toHaveLength(paths.length);
+    paths.slice(0, 4).forEach((p, i) => {
+      const st = fs.statSync(p);
+      expect(stats[i]).toEqual({ size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev, mode: st.mode });
+    });
+    expect(stats[4]).toEqual({ code: 'ENOENT' });
+    expect(stats[5]).toEqual({ code: 'ENOTDIR' });
+    // Many paths, on several threads, in the order given.
+    const many = Array.from({ length: 300 }, (_, i) => (i % 3 === 0 ? path.join(root, 'd') : i % 3 === 1 ? path.join(root, 'd/f') : path.join(root, 'nope')));
+    const got = nativeStatsOfAny(native, many) ?? [];
+    expect(got.map((s) => ('code' in s ? s.code : s.size))).toEqual(many.map((p) => (p.endsWith('nope') ? 'ENOENT' : fs.statSync(p).size)));
+    expect(nativeStatsOfAny(native, ['/tmp/a\0b'])).toBeUndefined();
   });
 
   it('does not start for a path with a NUL in it (no system call could take it)', () => {

@@ -117,6 +117,8 @@ export interface NativeStat {
   ctimeMs: number;
   ino: number;
   dev: number;
+  /** st_mode: type and permission bits. */
+  mode: number;
 }
 
 /** stat(2)s running on background threads; `wait` gives each file's result (undefined where it failed) and the first failure. */
@@ -124,9 +126,25 @@ export interface NativeStats {
   wait(): { stats: Array<NativeStat | undefined>; failure: NativeCopyFailure | undefined };
 }
 
-const SIG_FIELDS = 7;
+const SIG_FIELDS = 8;
 
-/** Start the stats; undefined when the paths cannot be passed (pathList). */
+/** One path's stat from the native output, or undefined where it failed. */
+function statAt(out: Float64Array, i: number): NativeStat | undefined {
+  const o = i * SIG_FIELDS;
+  const size = out[o] as number;
+  if (size < 0) return undefined;
+  // As Node computes Stats.mtimeMs/ctimeMs from the same seconds and nanoseconds.
+  return {
+    size,
+    mtimeMs: (out[o + 1] as number) * 1e3 + (out[o + 2] as number) / 1e6,
+    ctimeMs: (out[o + 3] as number) * 1e3 + (out[o + 4] as number) / 1e6,
+    ino: out[o + 5] as number,
+    dev: out[o + 6] as number,
+    mode: out[o + 7] as number,
+  };
+}
+
+/** Start the stats of regular files; undefined when the paths cannot be passed (pathList). */
 export function startNativeStats(binding: Binding, sources: readonly string[]): NativeStats | undefined {
   const n = sources.length;
   const paths = pathList(sources);
@@ -140,22 +158,25 @@ export function startNativeStats(binding: Binding, sources: readonly string[]): 
       const out = new Float64Array(Math.max(1, n * SIG_FIELDS));
       const r = binding.statWait(handle, out);
       const stats: Array<NativeStat | undefined> = new Array<NativeStat | undefined>(n);
-      for (let i = 0, o = 0; i < n; i++, o += SIG_FIELDS) {
-        const size = out[o] as number;
-        // As Node computes Stats.mtimeMs/ctimeMs from the same seconds and nanoseconds.
-        if (size >= 0) {
-          stats[i] = {
-            size,
-            mtimeMs: (out[o + 1] as number) * 1e3 + (out[o + 2] as number) / 1e6,
-            ctimeMs: (out[o + 3] as number) * 1e3 + (out[o + 4] as number) / 1e6,
-            ino: out[o + 5] as number,
-            dev: out[o + 6] as number,
-          };
-        }
-      }
+      for (let i = 0; i < n; i++) stats[i] = statAt(out, i);
       return { stats, failure: r ? failureOf(r) : undefined };
     },
   };
+}
+
+/**
+ * stat(2) any paths on native threads (any file type; a failed stat is a result): each path's
+ * stat, or the errno name of its failure. Undefined when the paths cannot be passed (pathList).
+ */
+export function nativeStatsOfAny(binding: Binding, paths: readonly string[]): Array<NativeStat | { code: string }> | undefined {
+  const n = paths.length;
+  const list = pathList(paths);
+  if (!list) return undefined;
+  const out = new Float64Array(Math.max(1, n * SIG_FIELDS));
+  binding.statWait(binding.statStart(list, n, copyThreads(), true), out);
+  const stats: Array<NativeStat | { code: string }> = new Array<NativeStat | { code: string }>(n);
+  for (let i = 0; i < n; i++) stats[i] = statAt(out, i) ?? { code: errnoName(-(out[i * SIG_FIELDS + 7] as number)) };
+  return stats;
 }
 
 function failureOf(r: CopyFailure): NativeCopyFailure {

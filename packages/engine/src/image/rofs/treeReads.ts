@@ -169,8 +169,27 @@ export interface ReadCheckContext {
   hash: (text: string) => string;
   /** A file's content digest, as the strip cache keys copies (`C` reads). */
   digestFile: (p: string) => string;
+  /** Signatures of directories stat'ed already (signatureText, '' for no directory); undefined: stat it here. */
+  directorySignature?: (p: string) => string | undefined;
   /** The wall clock minus RACY_MS, taken before this check read anything. */
   wallBefore: number;
+}
+
+function directorySignature(p: string): string {
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(p, { throwIfNoEntry: false });
+  } catch {
+    st = undefined;
+  }
+  return st && st.isDirectory() ? signatureText(st) : '';
+}
+
+/** Whether a signature's mtime and ctime are before `wallBefore` (signatureText's fields). */
+function sigTrusted(sig: string, wallBefore: number): boolean {
+  if (sig === '') return false;
+  const [, mtime, ctime] = sig.split(':');
+  return Number(mtime) < wallBefore && Number(ctime) < wallBefore;
 }
 
 function statValue(p: string, follow: boolean): string {
@@ -197,18 +216,11 @@ export function firstChangedRead(r: TreeReads, ctx: ReadCheckContext): string | 
       case 'D': {
         const bar = was.indexOf('|');
         const sig = was.slice(0, bar);
-        let st: fs.Stats | undefined;
-        try {
-          st = fs.statSync(p, { throwIfNoEntry: false });
-        } catch {
-          st = undefined;
-        }
-        const sigNow = st && st.isDirectory() ? signatureText(st) : '';
+        const sigNow = ctx.directorySignature?.(p) ?? directorySignature(p);
         if (sig !== '' && sigNow === sig) continue;
         const listing = listingDigest(listDir(p, ctx.walkOrder), ctx.hash);
         if (listing !== was.slice(bar + 1)) return `directory ${p} changed`;
-        const trusted = st !== undefined && st.mtimeMs < ctx.wallBefore && st.ctimeMs < ctx.wallBefore;
-        r.seen[i] = `${trusted ? sigNow : ''}|${listing}`;
+        r.seen[i] = `${sigTrusted(sigNow, ctx.wallBefore) ? sigNow : ''}|${listing}`;
         continue;
       }
       case 'L':

@@ -48,7 +48,7 @@ import {
   type TrustClock,
   type TrustedLayoutFile,
 } from './layoutFile.js';
-import { nativeCopier, startNativeCopy, startNativeStats, type NativeCopyFailure, type NativeStat } from './nativeCopy.js';
+import { nativeCopier, nativeStatsOfAny, startNativeCopy, startNativeStats, type NativeCopyFailure, type NativeStat } from './nativeCopy.js';
 import { copyWithReadAhead, ReadAheadFailure } from './readAhead.js';
 import { buildRofsTree, type RofsDir, type RofsFile, type RofsSourceSignature, type RofsTree, type RofsTreeOptions } from './tree.js';
 import { firstChangedRead, RACY_MS, TreeReadRecorder, type TreeReads } from './treeReads.js';
@@ -834,15 +834,36 @@ function treeKey(text: string, opts: RofsTreeOptions, hasher: Hasher): string {
   return hasher.h64ToString(JSON.stringify([TREE_KEY_VERSION, text, path.resolve(opts.cwd), defines, opts.walkOrder ?? 'sorted', strip]));
 }
 
-/** Stat every source of a file table (on native threads when built): signatures, or why not. */
-function statSources(sources: readonly string[]): RofsSourceSignature[] | string {
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+
+/**
+ * What the same-tree check stats, all at once on native threads when they are built: every
+ * source of the file table (signatures, or why one is not a regular file any more) and the
+ * directories the tree's reads list (signatureText, '' for no directory). Without the native
+ * code the sources are stat'ed here and the directories left to the read check.
+ */
+function statForCheck(sources: readonly string[], dirs: readonly string[]): { files: RofsSourceSignature[] | string; dirs?: Map<string, string> } {
   const binding = nativeCopier();
-  const native = binding && sources.length > 0 ? startNativeStats(binding, sources) : undefined;
-  if (native) {
-    const { stats, failure } = native.wait();
-    if (failure) return `${sources[failure.index]} ${failure.kind === 'not-file' ? 'is not a regular file' : unopenable(failure.code, 'stat failed')}`;
-    return stats as NativeStat[];
+  const all = binding ? nativeStatsOfAny(binding, [...sources, ...dirs]) : undefined;
+  if (!all) return { files: statSourcesHere(sources) };
+  const dirSigs = new Map<string, string>();
+  dirs.forEach((d, k) => {
+    const st = all[sources.length + k] as NativeStat | { code: string };
+    dirSigs.set(d, 'mode' in st && (st.mode & S_IFMT) === S_IFDIR ? `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.dev}` : '');
+  });
+  const files: RofsSourceSignature[] = [];
+  for (let i = 0; i < sources.length; i++) {
+    const st = all[i] as NativeStat | { code: string };
+    if (!('mode' in st)) return { files: `${sources[i]} ${unopenable(st.code, 'stat failed')}`, dirs: dirSigs };
+    if ((st.mode & S_IFMT) !== S_IFREG) return { files: `${sources[i]} is not a regular file`, dirs: dirSigs };
+    files.push(st);
   }
+  return { files, dirs: dirSigs };
+}
+
+function statSourcesHere(sources: readonly string[]): RofsSourceSignature[] | string {
   const out: RofsSourceSignature[] = [];
   for (const source of sources) {
     let st: fs.Stats | undefined;
@@ -868,10 +889,16 @@ const INODE_SIZE_AT = 24;
  * is patched in the structure area. A file that needs more or fewer blocks moves everything
  * after it: then this returns why, and the caller builds the tree and lays the image out anew.
  */
-function updateSameTree(old: TrustedLayoutFile, memo: TreeMemo, outPath: string, layoutPath: string, hasher: Hasher, clock: TrustClock): RofsWriteStats | string {
+function updateSameTree(
+  old: TrustedLayoutFile,
+  memo: TreeMemo,
+  sigs: readonly RofsSourceSignature[],
+  outPath: string,
+  layoutPath: string,
+  hasher: Hasher,
+  clock: TrustClock,
+): RofsWriteStats | string {
   const t = old.files;
-  const sigs = statSources(t.source);
-  if (typeof sigs === 'string') return sigs;
   const inodeTable = old.structure.length - old.image.inodes * ROFS_INODE_BYTES;
   const rewrite: number[] = [];
   const digests = t.digest.slice();
@@ -980,11 +1007,22 @@ export async function writeRofsImageFromManifest(text: string, treeOptions: Rofs
   else {
     const memo = { ...old.tree, seen: old.tree.seen.slice() };
     if (treeOptions.strip) await initHashing(); // digestFile, for stripped files' contents
-    const changed = firstChangedRead(memo, { walkOrder: treeOptions.walkOrder ?? 'sorted', identity: stripIdentity, hash, wallBefore, digestFile });
+    // Every stat before any listing (a read's value must not be older than what vouches for it).
+    const stats = statForCheck(old.files.source, memo.reads.filter((r) => r.startsWith('D:')).map((r) => r.slice(2)));
+    const dirs = stats.dirs;
+    const changed = firstChangedRead(memo, {
+      walkOrder: treeOptions.walkOrder ?? 'sorted',
+      identity: stripIdentity,
+      hash,
+      wallBefore,
+      digestFile,
+      ...(dirs ? { directorySignature: (p: string) => dirs.get(p) } : {}),
+    });
     if (changed !== undefined) treeReason = changed;
+    else if (typeof stats.files === 'string') treeReason = stats.files;
     else {
       const treeMs = performance.now() - t0;
-      const r = updateSameTree(old, memo, outPath, layoutPath, hasher, { wallBefore, dev: old.dev, fsNow: old.mtimeMs });
+      const r = updateSameTree(old, memo, stats.files, outPath, layoutPath, hasher, { wallBefore, dev: old.dev, fsNow: old.mtimeMs });
       if (typeof r !== 'string') return { ...r, treeMs };
       treeReason = r;
     }
