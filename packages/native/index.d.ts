@@ -27,13 +27,13 @@ export interface NativeCopier {
    */
   copyWait(handle: JobHandle, digests: BigUint64Array | null, cancel: boolean): number | CopyFailure | undefined;
   /**
-   * stat(2) every path on `threads` background threads. `anyType`: every file type is a result,
-   * and so is a failed stat (no failure is returned).
+   * stat(2) every path on `threads` background threads. Flags: 1, every file type is a result,
+   * and so is a failed stat (no failure is returned); 2, lstat (links are not followed).
    */
-  statStart(paths: Buffer, count: number, threads: number, anyType?: boolean): JobHandle;
+  statStart(paths: Buffer, count: number, threads: number, flags?: number): JobHandle;
   /**
    * Wait for statStart: `out` (count × 8) gets size (-1 where the stat failed), mtime s, ns,
-   * ctime s, ns, inode, device, mode (-errno where the stat failed, with anyType) per path;
+   * ctime s, ns, inode, device, mode (-errno where the stat failed, with flag 1) per path;
    * returns the first failure in file order (kind 0: cannot stat, 5: not a regular file), or
    * undefined.
    */

@@ -133,6 +133,7 @@ typedef struct {
   uint32_t npieces;
   double *sig; /* stat-only jobs: SIG_FIELDS per file */
   int any_type; /* stat-only jobs: any file type, and a failed stat is a result (-errno in the mode field), not a failure */
+  int nofollow; /* stat-only jobs: lstat (a symbolic link is itself the result) */
   uint32_t *unknown; /* indexes of files with size -1 */
   uint32_t nunknown;
   int out;
@@ -236,7 +237,7 @@ static void stat_phase(job_t *j) {
     const char *name;
     int dfd = dir_for(&dc, j->paths[i], &name);
     double *f = j->sig ? j->sig + (size_t)i * SIG_FIELDS : NULL;
-    if (fstatat(dfd, name, &st, 0) != 0) {
+    if (fstatat(dfd, name, &st, j->nofollow ? AT_SYMLINK_NOFOLLOW : 0) != 0) {
       if (j->any_type) f[7] = -(double)errno;
       else fail(j, i, K_OPEN, errno, 0);
       continue;
@@ -693,25 +694,26 @@ done:
 }
 
 /*
- * statStart(paths: Buffer (NUL-terminated UTF-8 paths), count, threads, anyType) → handle:
+ * statStart(paths: Buffer (NUL-terminated UTF-8 paths), count, threads, flags) → handle:
  * stat(2)s every path on background threads. statWait(handle, out: Float64Array(count * 8)) →
  * undefined, or the first failure in file order ({ index, kind: 0 cannot stat | 5 not a regular
  * file, errno }); out gets size (-1 where the stat failed), mtime s, ns, ctime s, ns, inode,
- * device, mode per path. With anyType, any file type is a result, and so is a failed stat
- * (-errno in the mode field): there is no failure.
+ * device, mode per path. Flags: 1, any file type is a result, and so is a failed stat (-errno
+ * in the mode field): there is no failure; 2, lstat (links are not followed).
  */
 static napi_value stat_start(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4], result = NULL;
   job_t *j = NULL;
   int32_t threads;
-  bool any_type = false;
+  int32_t flags = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 3) BAD_ARGS();
   CHECK(napi_get_value_int32(env, argv[2], &threads));
-  if (argc >= 4) CHECK(napi_get_value_bool(env, argv[3], &any_type));
+  if (argc >= 4) CHECK(napi_get_value_int32(env, argv[3], &flags));
   if (!(j = job_new(env, argv[0], argv[1], threads))) goto done;
-  j->any_type = any_type ? 1 : 0;
+  j->any_type = (flags & 1) != 0;
+  j->nofollow = (flags & 2) != 0;
   threads = j->threads;
   j->sig = malloc(sizeof(double) * SIG_FIELDS * (j->count ? j->count : 1));
   if (!j->sig) {

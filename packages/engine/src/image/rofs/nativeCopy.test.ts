@@ -98,6 +98,11 @@ describe.runIf(binding !== undefined)('native copy', () => {
     const got = nativeStatsOfAny(native, many) ?? [];
     expect(got.map((s) => ('code' in s ? s.code : s.size))).toEqual(many.map((p) => (p.endsWith('nope') ? 'ENOENT' : fs.statSync(p).size)));
     expect(nativeStatsOfAny(native, ['/tmp/a\0b'])).toBeUndefined();
+    // lstat: the link itself.
+    const [link, missing] = nativeStatsOfAny(native, [path.join(root, 'link'), path.join(root, 'nope')], false) ?? [];
+    const lst = fs.lstatSync(path.join(root, 'link'));
+    expect(link).toEqual({ size: lst.size, mtimeMs: lst.mtimeMs, ctimeMs: lst.ctimeMs, ino: lst.ino, dev: lst.dev, mode: lst.mode });
+    expect(missing).toEqual({ code: 'ENOENT' });
   });
 
   it('does not start for a path with a NUL in it (no system call could take it)', () => {

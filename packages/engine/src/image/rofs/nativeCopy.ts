@@ -165,15 +165,16 @@ export function startNativeStats(binding: Binding, sources: readonly string[]): 
 }
 
 /**
- * stat(2) any paths on native threads (any file type; a failed stat is a result): each path's
- * stat, or the errno name of its failure. Undefined when the paths cannot be passed (pathList).
+ * stat(2) (or, with `follow` false, lstat(2)) any paths on native threads (any file type; a
+ * failed stat is a result): each path's stat, or the errno name of its failure. Undefined when
+ * the paths cannot be passed (pathList).
  */
-export function nativeStatsOfAny(binding: Binding, paths: readonly string[]): Array<NativeStat | { code: string }> | undefined {
+export function nativeStatsOfAny(binding: Binding, paths: readonly string[], follow = true): Array<NativeStat | { code: string }> | undefined {
   const n = paths.length;
   const list = pathList(paths);
   if (!list) return undefined;
   const out = new Float64Array(Math.max(1, n * SIG_FIELDS));
-  binding.statWait(binding.statStart(list, n, copyThreads(), true), out);
+  binding.statWait(binding.statStart(list, n, copyThreads(), follow ? 1 : 3), out);
   const stats: Array<NativeStat | { code: string }> = new Array<NativeStat | { code: string }>(n);
   for (let i = 0; i < n; i++) stats[i] = statAt(out, i) ?? { code: errnoName(-(out[i * SIG_FIELDS + 7] as number)) };
   return stats;

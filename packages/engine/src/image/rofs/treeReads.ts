@@ -78,6 +78,12 @@ export function statKind(st: fs.Stats | undefined): string {
   return st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o';
 }
 
+/** statKind from st_mode bits. */
+export function kindOfMode(mode: number): string {
+  const type = mode & 0o170000;
+  return type === 0o120000 ? 'l' : type === 0o040000 ? 'd' : type === 0o100000 ? 'f' : 'o';
+}
+
 /** What a failed stat or readlink says, as a read value: missing, or the error code. */
 export function errorValue(e: unknown): string {
   const code = (e as NodeJS.ErrnoException)?.code;
@@ -171,6 +177,8 @@ export interface ReadCheckContext {
   digestFile: (p: string) => string;
   /** Signatures of directories stat'ed already (signatureText, '' for no directory); undefined: stat it here. */
   directorySignature?: (p: string) => string | undefined;
+  /** Values of `L`/`S` reads (statKind, or errorValue) found already; undefined: stat it here. */
+  kindOf?: (key: string) => string | undefined;
   /** The wall clock minus RACY_MS, taken before this check read anything. */
   wallBefore: number;
 }
@@ -225,7 +233,7 @@ export function firstChangedRead(r: TreeReads, ctx: ReadCheckContext): string | 
       }
       case 'L':
       case 'S':
-        now = statValue(p, kind === 'S');
+        now = ctx.kindOf?.(key) ?? statValue(p, kind === 'S');
         break;
       case 'R':
         try {

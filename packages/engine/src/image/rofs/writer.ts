@@ -51,7 +51,7 @@ import {
 import { nativeCopier, nativeStatsOfAny, startNativeCopy, startNativeStats, type NativeCopyFailure, type NativeStat } from './nativeCopy.js';
 import { copyWithReadAhead, ReadAheadFailure } from './readAhead.js';
 import { buildRofsTree, type RofsDir, type RofsFile, type RofsSourceSignature, type RofsTree, type RofsTreeOptions } from './tree.js';
-import { firstChangedRead, RACY_MS, TreeReadRecorder, type TreeReads } from './treeReads.js';
+import { errorValue, firstChangedRead, kindOfMode, RACY_MS, TreeReadRecorder, type TreeReads } from './treeReads.js';
 
 export { defaultLayoutPath };
 
@@ -838,29 +838,49 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 
+/** What the same-tree check found with its stats made up front (see statForCheck). */
+interface CheckStats {
+  /** Every source's signature, or why one is not a regular file any more. */
+  files: RofsSourceSignature[] | string;
+  /** Directories' signatures (signatureText, '' for no directory). */
+  dirs?: Map<string, string>;
+  /** Values of `L:path`/`S:path` reads. */
+  kinds?: Map<string, string>;
+}
+
 /**
  * What the same-tree check stats, all at once on native threads when they are built: every
- * source of the file table (signatures, or why one is not a regular file any more) and the
- * directories the tree's reads list (signatureText, '' for no directory). Without the native
- * code the sources are stat'ed here and the directories left to the read check.
+ * source of the file table, the directories the tree's reads list, and the paths they stat or
+ * lstat. Without the native code the sources are stat'ed here, the rest by the read check.
  */
-function statForCheck(sources: readonly string[], dirs: readonly string[]): { files: RofsSourceSignature[] | string; dirs?: Map<string, string> } {
+function statForCheck(sources: readonly string[], reads: readonly string[]): CheckStats {
   const binding = nativeCopier();
-  const all = binding ? nativeStatsOfAny(binding, [...sources, ...dirs]) : undefined;
-  if (!all) return { files: statSourcesHere(sources) };
+  const dirs: string[] = [];
+  const followed: string[] = [];
+  const unfollowed: string[] = [];
+  for (const r of reads) {
+    if (r.startsWith('D:')) dirs.push(r.slice(2));
+    else if (r.startsWith('S:')) followed.push(r.slice(2));
+    else if (r.startsWith('L:')) unfollowed.push(r.slice(2));
+  }
+  const all = binding ? nativeStatsOfAny(binding, [...sources, ...dirs, ...followed]) : undefined;
+  const links = binding && all ? nativeStatsOfAny(binding, unfollowed, false) : undefined;
+  if (!all || !links) return { files: statSourcesHere(sources) };
+  const kindValue = (st: NativeStat | { code: string }): string => ('mode' in st ? kindOfMode(st.mode) : errorValue(st));
+  const kinds = new Map<string, string>();
+  followed.forEach((p, k) => kinds.set(`S:${p}`, kindValue(all[sources.length + dirs.length + k] as NativeStat | { code: string })));
+  unfollowed.forEach((p, k) => kinds.set(`L:${p}`, kindValue(links[k] as NativeStat | { code: string })));
   const dirSigs = new Map<string, string>();
   dirs.forEach((d, k) => {
     const st = all[sources.length + k] as NativeStat | { code: string };
     dirSigs.set(d, 'mode' in st && (st.mode & S_IFMT) === S_IFDIR ? `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.dev}` : '');
   });
-  const files: RofsSourceSignature[] = [];
   for (let i = 0; i < sources.length; i++) {
     const st = all[i] as NativeStat | { code: string };
-    if (!('mode' in st)) return { files: `${sources[i]} ${unopenable(st.code, 'stat failed')}`, dirs: dirSigs };
-    if ((st.mode & S_IFMT) !== S_IFREG) return { files: `${sources[i]} is not a regular file`, dirs: dirSigs };
-    files.push(st);
+    if (!('mode' in st)) return { files: `${sources[i]} ${unopenable(st.code, 'stat failed')}`, dirs: dirSigs, kinds };
+    if ((st.mode & S_IFMT) !== S_IFREG) return { files: `${sources[i]} is not a regular file`, dirs: dirSigs, kinds };
   }
-  return { files, dirs: dirSigs };
+  return { files: all.slice(0, sources.length) as NativeStat[], dirs: dirSigs, kinds };
 }
 
 function statSourcesHere(sources: readonly string[]): RofsSourceSignature[] | string {
@@ -1008,8 +1028,8 @@ export async function writeRofsImageFromManifest(text: string, treeOptions: Rofs
     const memo = { ...old.tree, seen: old.tree.seen.slice() };
     if (treeOptions.strip) await initHashing(); // digestFile, for stripped files' contents
     // Every stat before any listing (a read's value must not be older than what vouches for it).
-    const stats = statForCheck(old.files.source, memo.reads.filter((r) => r.startsWith('D:')).map((r) => r.slice(2)));
-    const dirs = stats.dirs;
+    const stats = statForCheck(old.files.source, memo.reads);
+    const { dirs, kinds } = stats;
     const changed = firstChangedRead(memo, {
       walkOrder: treeOptions.walkOrder ?? 'sorted',
       identity: stripIdentity,
@@ -1017,6 +1037,7 @@ export async function writeRofsImageFromManifest(text: string, treeOptions: Rofs
       wallBefore,
       digestFile,
       ...(dirs ? { directorySignature: (p: string) => dirs.get(p) } : {}),
+      ...(kinds ? { kindOf: (key: string) => kinds.get(key) } : {}),
     });
     if (changed !== undefined) treeReason = changed;
     else if (typeof stats.files === 'string') treeReason = stats.files;
