@@ -7,8 +7,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { strippableElf, useTempDirs } from '../../testing/index.js';
+import { nativeCopier } from './nativeCopy.js';
 import type { RofsTreeOptions } from './tree.js';
 import { defaultLayoutPath, writeRofsImageFromManifest, type RofsWriteStats } from './writer.js';
 
@@ -58,7 +59,19 @@ function workspace(root: string, walkOrder: 'sorted' | 'os' = 'sorted') {
   return { build, text, out, opts, write, at: (rel: string) => path.join(build, rel) };
 }
 
-describe('writeRofsImageFromManifest (incremental)', () => {
+/** The same-tree check stats on native threads when they are built, else in JavaScript: both, where both exist. */
+const CHECKERS = nativeCopier() ? ['native', 'javascript'] : ['javascript'];
+
+describe.each(CHECKERS)('writeRofsImageFromManifest (incremental; stats: %s)', (checker) => {
+  const saved = process.env['OSVB_NATIVE'];
+  beforeAll(() => {
+    if (checker === 'javascript') process.env['OSVB_NATIVE'] = '0';
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env['OSVB_NATIVE'];
+    else process.env['OSVB_NATIVE'] = saved;
+  });
+
   it('reuses the tree after a content change: one file rewritten where it is, nothing else', async () => {
     const w = workspace(tempDir());
     const first = await w.write();
@@ -134,6 +147,18 @@ describe('writeRofsImageFromManifest (incremental)', () => {
     fs.rmSync(w.at('mods/m2/f0'));
     fs.symlinkSync('sub', w.at('mods/m2/f0'));
     expect((await w.write()).treeReused).toBe(false);
+  });
+
+  it('reports a listed file that disappeared with its manifest line, and leaves the image as it was', async () => {
+    const w = workspace(tempDir());
+    await w.write();
+    const before = fs.readFileSync(w.out);
+    fs.rmSync(w.at('lib/a.txt'));
+    await expect(writeRofsImageFromManifest(w.text, w.opts, w.out, { incremental: true })).rejects.toMatchObject({
+      code: 'OSVB_IMAGE_INPUT',
+      location: { file: 'usr.manifest', line: 5 },
+    });
+    expect(fs.readFileSync(w.out).equals(before)).toBe(true);
   });
 
   it('builds the tree again when the manifest text, a define or the walk order changes', async () => {
