@@ -1,10 +1,12 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initHashing } from '../hash/index.js';
 import type { FileMapRecord } from '../evaluate/types.js';
 import { expandFileMapCached, type FileMapCacheEntry, type FileMapCacheStore } from './filemapCache.js';
+import { useTempDirs } from '../testing/index.js';
+
+const tempDir = useTempDirs('osvb-fmc-', 'all');
 
 function memoryStore(): FileMapCacheStore & { puts: number; hits: number } {
   const m = new Map<string, FileMapCacheEntry>();
@@ -41,7 +43,7 @@ describe('cached FileMap expansion', () => {
 
   beforeAll(async () => {
     await initHashing();
-    root = fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-fmc-'));
+    root = tempDir();
     fs.mkdirSync(path.join(root, 'lib/sub'), { recursive: true });
     fs.writeFileSync(path.join(root, 'lib/a.so'), 'a');
     fs.writeFileSync(path.join(root, 'lib/sub/b.so'), 'b');
