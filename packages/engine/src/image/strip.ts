@@ -22,6 +22,11 @@ export interface StripContext {
   /** Where stripped copies are kept. */
   cacheDir: string;
   warn: (text: string) => void;
+  /**
+   * A host file's content digest (default: read it). `osvb build` passes its stat cache, so a
+   * `.so` that did not change is not read again to find its stripped copy.
+   */
+  digest?: (file: string) => string;
 }
 
 function realCwd(cwd: string): string {
@@ -72,7 +77,7 @@ export function contentPathFor(host: string, ctx: StripContext, onDigest?: (dige
   if (!shouldStrip(host, ctx.cwd)) return abs;
   let digest: string;
   try {
-    digest = digestFile(abs);
+    digest = (ctx.digest ?? digestFile)(abs);
   } catch {
     return abs; // missing or unreadable: the caller reports it
   }

@@ -92,7 +92,9 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
   const usrText = input.outputs.files.get('usr.manifest') ?? '';
   const file = pyJoin(input.buildPath, 'usr.manifest');
   const warn = (text: string): void => input.reporter({ type: 'warning', text });
-  const strip: StripContext = { cwd: input.buildPath, strip: input.env['STRIP'] || 'strip', cacheDir: input.cacheDir, warn };
+  // Stripped copies are found by content: the stat cache spares reading unchanged `.so` files.
+  const digest = (f: string): string => input.statCache.digest(f);
+  const strip: StripContext = { cwd: input.buildPath, strip: input.env['STRIP'] || 'strip', cacheDir: input.cacheDir, warn, digest };
   const defines = { libgcc_s_dir: input.libgccSDir };
 
   if (wantsRofs) {
@@ -100,7 +102,7 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
     try {
       const stats = await writeRofsImageFromManifest(
         usrText,
-        { file, cwd: input.buildPath, defines, walkOrder: input.walkOrder, strip: { program: strip.strip, cacheDir: strip.cacheDir, warn } },
+        { file, cwd: input.buildPath, defines, walkOrder: input.walkOrder, strip: { program: strip.strip, cacheDir: strip.cacheDir, warn, digest } },
         out,
         { incremental: true },
       );

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OsvbError } from '../../errors/index.js';
 import { expandEntry } from '../../manifest/index.js';
-import { buildRofsTree, type RofsDir, type RofsNode, type RofsTree } from './tree.js';
+import { buildRofsTree, type RofsDir, type RofsFile, type RofsNode, type RofsTree } from './tree.js';
+import { digestFile, initHashing } from '../../hash/index.js';
 import { useTempDirs } from '../../testing/index.js';
 
 const tempDir = useTempDirs('osvb-rofs-tree-', 'all');
@@ -273,6 +274,24 @@ describe('.so stripping (spec §6.8, case 69 and 75)', () => {
     expect(node.kind === 'file' && fs.readFileSync(node.source).equals(fs.readFileSync(expected))).toBe(true);
     expect(fs.statSync(expected).size).toBeLessThan(fs.statSync(path.join(e.build, 'libm.so')).size);
     expect(fs.existsSync(path.join(e.build, 'libm-stripped.so'))).toBe(false);
+  });
+
+  it.skipIf(!haveStrip || !elf)('finds the stripped copy by the digest the caller gives (osvb build passes its stat cache)', async () => {
+    const e = env({});
+    unstrippedElf(path.join(e.build, 'libm.so'));
+    await initHashing();
+    const asked: string[] = [];
+    const digest = (f: string): string => {
+      asked.push(f);
+      return digestFile(f);
+    };
+    const opts = { file: 'usr.manifest', cwd: e.build, strip: { program: 'strip', cacheDir: e.cache, warn: () => undefined, digest } };
+    const first = (await buildRofsTree('/libm.so: libm.so\n', opts)).root.entries.get('libm.so') as RofsFile;
+    expect(asked).toEqual([path.join(e.build, 'libm.so')]);
+    expect(first.source.startsWith(e.cache)).toBe(true);
+    // The copy is keyed by what the digest function says, not by reading the file again.
+    const other = (await buildRofsTree('/libm.so: libm.so\n', { ...opts, strip: { ...opts.strip, digest: () => 'a-digest-of-something-else' } })).root.entries.get('libm.so') as RofsFile;
+    expect(other.source).not.toBe(first.source);
   });
 
   it.skipIf(!haveStrip || !elf)('case 75: "!liblink.so" to an ELF becomes a regular stripped file; a dangling "!libdang.so" stays a link', async () => {

@@ -83,6 +83,8 @@ export interface RofsStripOptions {
   /** Where stripped copies are cached. */
   cacheDir: string;
   warn: (text: string) => void;
+  /** A host file's content digest (default: read it); see StripContext.digest. */
+  digest?: (file: string) => string;
 }
 
 export interface RofsTreeOptions {
@@ -364,7 +366,7 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
   const walkOrder = opts.walkOrder ?? 'sorted';
   const defines = opts.defines ?? {};
   const stripCtx: StripContext | undefined = opts.strip
-    ? { cwd, strip: opts.strip.program, cacheDir: opts.strip.cacheDir, warn: opts.strip.warn }
+    ? { cwd, strip: opts.strip.program, cacheDir: opts.strip.cacheDir, warn: opts.strip.warn, ...(opts.strip.digest ? { digest: opts.strip.digest } : {}) }
     : undefined;
   const b = new TreeBuilder();
   const reads = opts.reads;
