@@ -44,3 +44,14 @@ export function strippableElf(): string | undefined {
   }
   return ['/bin/true', '/usr/bin/true'].find((p) => fs.existsSync(p));
 }
+
+/** `n` deterministic pseudo-random bytes (the same for the same seed). */
+export function bytes(n: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  let x = seed * 2654435761 + 1;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}

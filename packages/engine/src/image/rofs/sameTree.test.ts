@@ -8,22 +8,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { strippableElf, useTempDirs } from '../../testing/index.js';
+import { bytes, strippableElf, useTempDirs } from '../../testing/index.js';
 import { nativeCopier } from './nativeCopy.js';
 import type { RofsTreeOptions } from './tree.js';
 import { defaultLayoutPath, writeRofsImageFromManifest, type RofsWriteStats } from './writer.js';
 
 const tempDir = useTempDirs('osvb-rofs-same-tree-');
 
-function bytes(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 /**
  * A build directory with what manifests map: module directories copied with `/**` (one with a

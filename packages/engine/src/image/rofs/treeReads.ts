@@ -23,7 +23,7 @@
  * second look), so a change after the build makes a read disagree next time, never agree wrongly.
  */
 import * as fs from 'node:fs';
-import type { WalkOrder } from '../../fsutil/index.js';
+import { statQuiet, type WalkOrder } from '../../fsutil/index.js';
 
 export type TreeReadKind = 'D' | 'L' | 'S' | 'R' | 'E' | 'C' | 'P' | 'Q';
 
@@ -126,12 +126,7 @@ export class TreeReadRecorder {
 
   /** Before listing `dir`: its signature now (empty when too fresh to vouch for the listing). */
   beforeListing(dir: string): string {
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.statSync(dir, { throwIfNoEntry: false });
-    } catch {
-      st = undefined;
-    }
+    const st = statQuiet(dir);
     return st && st.isDirectory() && this.trusted(st) ? signatureText(st) : '';
   }
 
@@ -141,12 +136,7 @@ export class TreeReadRecorder {
 
   /** Before the `.so` at `p` is digested to find its stripped copy: its signature (empty when too fresh to vouch for the content). */
   beforeStripping(p: string): string {
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.statSync(p, { throwIfNoEntry: false });
-    } catch {
-      st = undefined;
-    }
+    const st = statQuiet(p);
     return st && this.trusted(st) ? signatureText(st) : '';
   }
 
@@ -184,12 +174,7 @@ export interface ReadCheckContext {
 }
 
 function directorySignature(p: string): string {
-  let st: fs.Stats | undefined;
-  try {
-    st = fs.statSync(p, { throwIfNoEntry: false });
-  } catch {
-    st = undefined;
-  }
+  const st = statQuiet(p);
   return st && st.isDirectory() ? signatureText(st) : '';
 }
 
@@ -248,12 +233,7 @@ export function firstChangedRead(r: TreeReads, ctx: ReadCheckContext): string | 
       case 'C': {
         const bar = was.indexOf('|');
         const sig = was.slice(0, bar);
-        let st: fs.Stats | undefined;
-        try {
-          st = fs.statSync(p, { throwIfNoEntry: false });
-        } catch {
-          st = undefined;
-        }
+        const st = statQuiet(p);
         if (!st) return `${p} changed`;
         const sigNow = signatureText(st);
         if (sig !== '' && sigNow === sig) continue;

@@ -8,23 +8,13 @@ import { listRofs, readRofsFile } from './reader.js';
 import { buildRofsTree, rofsDir, rofsFileFrom, type RofsTree } from './tree.js';
 import { nativeCopier } from './nativeCopy.js';
 import { defaultLayoutPath, writeRofsImage, type RofsCopier } from './writer.js';
-import { useTempDirs } from '../../testing/index.js';
+import { bytes, useTempDirs } from '../../testing/index.js';
 
 const tempDir = useTempDirs('osvb-rofs-writer-', 'all');
 
 /** Every way a full write can copy file data; the native ones where @osv-build/native is built (see nativeCopy.test.ts). */
 const COPIERS: RofsCopier[] = nativeCopier() ? ['plain', 'threads', 'native', 'native-plain-io'] : ['plain', 'threads'];
 
-/** Deterministic bytes. */
-function bytes(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 /**
  * 30 "modules" of a few files each, and the manifest that maps them: one line per file (so the

@@ -45,6 +45,7 @@ import {
   signatureText,
   trustable,
   writeLayoutFile,
+  type LayoutFileTable,
   type TrustClock,
   type TrustedLayoutFile,
 } from './layoutFile.js';
@@ -899,6 +900,11 @@ function statSourcesHere(sources: readonly string[]): RofsSourceSignature[] | st
   return out;
 }
 
+/** Row `i` of a file table as a layout file of `size` bytes (for the copy and its messages). */
+function tableFile(t: LayoutFileTable, i: number, size: number): RofsLayoutFile {
+  return { node: { kind: 'file', source: t.source[i] as string, size }, path: t.path[i] as string, inode: t.inode[i] as number, block: t.block[i] as number, size };
+}
+
 /** Byte offset of the size field in a ROFS inode (mode, number, data offset, then size: u64 each). */
 const INODE_SIZE_AT = 24;
 
@@ -927,7 +933,6 @@ function updateSameTree(
   for (let i = 0; i < t.path.length; i++) {
     const st = sigs[i] as RofsSourceSignature;
     const size = t.size[i] as number;
-    const file = (n: number): RofsLayoutFile => ({ node: { kind: 'file', source: t.source[i] as string, size: n }, path: t.path[i] as string, inode: t.inode[i] as number, block: t.block[i] as number, size: n });
     if (st.size !== size) {
       if (blocksFor(st.size) !== t.blocks[i]) return `${t.path[i]} now needs ${blocksFor(st.size)} blocks instead of ${t.blocks[i]}`;
       // The inode must be the one the table says (a regular file at this block with the old size).
@@ -942,7 +947,7 @@ function updateSameTree(
     if (sig !== null && sig === signatureText(st)) continue;
     resigned = true;
     scratch ??= Buffer.allocUnsafe(1 << 20);
-    const d = digestSource(file(size), hasher, scratch);
+    const d = digestSource(tableFile(t, i, size), hasher, scratch);
     if (d !== digests[i]) rewrite.push(i);
   }
   const rewritten = new Set(rewrite);
@@ -984,7 +989,7 @@ function updateSameTree(
     for (const i of rewrite) {
       const size = (sigs[i] as RofsSourceSignature).size;
       w.seek((t.block[i] as number) * ROFS_BLOCK);
-      digests[i] = w.copyFile({ node: { kind: 'file', source: t.source[i] as string, size }, path: t.path[i] as string, size }) as string;
+      digests[i] = w.copyFile(tableFile(t, i, size)) as string;
     }
     for (const at of patched) {
       w.seek(structStart + at);
