@@ -34,7 +34,7 @@ export interface ImageStageInput {
 }
 
 export interface ImageStageResult {
-  rofs?: { written: boolean; bytesWritten: number; filesWritten: number; filesReused: number; mode: string; reason?: string };
+  rofs?: { written: boolean; bytesWritten: number; filesWritten: number; filesReused: number; mode: string; reason?: string; treeReused?: boolean };
   exported?: { dir: string; changed: number };
   oci?: { dir: string; layersWritten: number; layersReused: number; manifestDigest: string };
 }
@@ -106,7 +106,7 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
         out,
         { incremental: true },
       );
-      result.rofs = { written: true, bytesWritten: stats.bytesWritten, filesWritten: stats.filesWritten, filesReused: stats.filesReused, mode: stats.mode };
+      result.rofs = { written: true, bytesWritten: stats.bytesWritten, filesWritten: stats.filesWritten, filesReused: stats.filesReused, mode: stats.mode, treeReused: stats.treeReused ?? false };
       input.reporter({
         type: 'log',
         text: `rofs.img ${stats.mode === 'in-place' ? `updated in place${stats.treeReused ? ' (same tree)' : ''}` : 'written'}: ${stats.filesWritten} files written, ${stats.filesReused} reused, ${stats.bytesWritten} bytes`,

@@ -286,7 +286,7 @@ export function describeCycle(c: WatchCycle): string {
   const rofs = r.images.rofs;
   if (rofs) {
     if (!rofs.written || rofs.bytesWritten === 0) after.push('rofs.img unchanged');
-    else if (rofs.mode === 'in-place') after.push(`rofs.img updated in place (${rofs.filesWritten} files rewritten, ${rofs.filesReused} reused)`);
+    else if (rofs.mode === 'in-place') after.push(`rofs.img updated in place (${rofs.filesWritten} files rewritten, ${rofs.filesReused} reused${rofs.treeReused ? ', same tree' : ''})`);
     else after.push(`rofs.img written (${rofs.filesWritten} files)`);
   }
   if (r.images.exported) after.push(`export: ${r.images.exported.changed} files changed`);
