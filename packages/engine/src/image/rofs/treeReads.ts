@@ -193,16 +193,22 @@ function statValue(p: string, follow: boolean): string {
   }
 }
 
+/** Reads that are few and checked one by one (a rebuilt `.so` fails the check here, before any batch of stats). */
+export const FEW_READS: ReadonlySet<TreeReadKind> = new Set(['C', 'P', 'Q', 'R', 'E']);
+/** Reads checked against stats made in one batch beforehand. */
+export const BATCHED_READS: ReadonlySet<TreeReadKind> = new Set(['D', 'L', 'S']);
+
 /**
- * Check recorded reads against the file system now. Returns the first read that differs (as a
- * reason), or undefined when all agree; `seen` is updated in place where a directory's listing
+ * Check recorded reads (of `kinds`, default all) against the file system now. Returns the
+ * first read that differs (as a reason), or undefined when all agree; `seen` is updated in place where a directory's listing
  * still agrees but its signature moved on (so it need not be listed again next time).
  */
-export function firstChangedRead(r: TreeReads, ctx: ReadCheckContext): string | undefined {
+export function firstChangedRead(r: TreeReads, ctx: ReadCheckContext, kinds?: ReadonlySet<TreeReadKind>): string | undefined {
   for (let i = 0; i < r.reads.length; i++) {
     const key = r.reads[i] as string;
     const was = r.seen[i] as string;
     const kind = key[0] as TreeReadKind;
+    if (kinds && !kinds.has(kind)) continue;
     const p = key.slice(2);
     let now: string;
     switch (kind) {

@@ -52,7 +52,7 @@ import {
 import { nativeCopier, nativeStatsOfAny, startNativeCopy, startNativeStats, type NativeCopyFailure, type NativeStat } from './nativeCopy.js';
 import { copyWithReadAhead, ReadAheadFailure } from './readAhead.js';
 import { buildRofsTree, type RofsDir, type RofsFile, type RofsSourceSignature, type RofsTree, type RofsTreeOptions } from './tree.js';
-import { errorValue, firstChangedRead, kindOfMode, RACY_MS, TreeReadRecorder, type TreeReads } from './treeReads.js';
+import { BATCHED_READS, errorValue, FEW_READS, firstChangedRead, kindOfMode, RACY_MS, TreeReadRecorder, type TreeReads } from './treeReads.js';
 
 export { defaultLayoutPath };
 
@@ -1032,18 +1032,22 @@ export async function writeRofsImageFromManifest(text: string, treeOptions: Rofs
   else {
     const memo = { ...old.tree, seen: old.tree.seen.slice() };
     if (treeOptions.strip) await initHashing(); // digestFile, for stripped files' contents
-    // Every stat before any listing (a read's value must not be older than what vouches for it).
-    const stats = statForCheck(old.files.source, memo.reads);
+    const ctx = { walkOrder: treeOptions.walkOrder ?? 'sorted', identity: stripIdentity, hash, wallBefore, digestFile } as const;
+    // The few one-by-one reads first (a rebuilt .so ends the check there); then one batch of
+    // stats, all made before any directory is listed again (a listing must not be older than
+    // the signature that vouches for it).
+    let changed = firstChangedRead(memo, ctx, FEW_READS);
+    const stats = changed === undefined ? statForCheck(old.files.source, memo.reads) : { files: '' };
     const { dirs, kinds } = stats;
-    const changed = firstChangedRead(memo, {
-      walkOrder: treeOptions.walkOrder ?? 'sorted',
-      identity: stripIdentity,
-      hash,
-      wallBefore,
-      digestFile,
-      ...(dirs ? { directorySignature: (p: string) => dirs.get(p) } : {}),
-      ...(kinds ? { kindOf: (key: string) => kinds.get(key) } : {}),
-    });
+    changed ??= firstChangedRead(
+      memo,
+      {
+        ...ctx,
+        ...(dirs ? { directorySignature: (p: string) => dirs.get(p) } : {}),
+        ...(kinds ? { kindOf: (key: string) => kinds.get(key) } : {}),
+      },
+      BATCHED_READS,
+    );
     if (changed !== undefined) treeReason = changed;
     else if (typeof stats.files === 'string') treeReason = stats.files;
     else {
