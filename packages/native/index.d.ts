@@ -16,9 +16,11 @@ export interface NativeCopier {
   /**
    * Copy `count` files (NUL-terminated UTF-8 paths in `paths`) into `outFd`, file i at `start` +
    * the sum of the earlier files' sizes each rounded up to 512. `sizes`: the size, or -1 where
-   * the file must be stat'ed first. Everything runs on `threads` background threads.
+   * the file must be stat'ed first. Everything runs on `threads` background threads. Flags: 1,
+   * never copy_file_range; 2, in place: the area holds old data, so each file's padding is
+   * written as zeros too.
    */
-  copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, plainIo: 0 | 1): JobHandle;
+  copyStart(paths: Buffer, count: number, sizes: Float64Array, hash: boolean, outFd: number, start: number, threads: number, flags: number): JobHandle;
   /** Wait until every size is known (writes them to `sizes`): the data bytes (padded), or the first file that could not be stat'ed. */
   copySizes(handle: JobHandle, sizes: Float64Array): number | CopyFailure;
   /**

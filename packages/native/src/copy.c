@@ -138,6 +138,7 @@ typedef struct {
   uint32_t nunknown;
   int out;
   int plain_io; /* 1: never copy_file_range */
+  int in_place; /* the data area is in an existing image: each file's padding is written as zeros */
   uint32_t next; /* the next work item (atomic) */
   int cancel; /* atomic: stop taking work */
   int64_t bytes; /* data bytes the files take, padded */
@@ -331,7 +332,13 @@ static void copy_piece(job_t *j, const piece_t *p, uint8_t *buf, int *use_cfr, d
     while (r < 0 && errno == EINTR);
     if (r < 0) fail(j, i, K_READ, errno, 0);
     else if (r > 0) fail(j, i, K_MORE, 0, 0);
-    else if (j->digests) j->digests[i] = xxh_digest(&hs);
+    else {
+      if (j->digests) j->digests[i] = xxh_digest(&hs);
+      int64_t size = (int64_t)j->sizes[i], pad = (size + BLOCK - 1) / BLOCK * BLOCK - size;
+      static const uint8_t zeros[BLOCK];
+      int e = j->in_place && pad > 0 ? pwrite_all(j->out, zeros, (size_t)pad, j->offsets[i] + size) : 0;
+      if (e) fail(j, i, K_WRITE, e, 0);
+    }
   }
   close(fd);
 }
@@ -429,9 +436,11 @@ static int job_plan(job_t *j) {
   }
   /* Offsets become absolute; reserving the data area up front makes the parallel writes cheaper
      (no block allocation or size update per write). Only a real fallocate: glibc's
-     posix_fallocate would write zeros where the file system cannot. */
+     posix_fallocate would write zeros where the file system cannot. In place, the area is
+     mostly there already (and punching it to zeros first costs more than writing each file's
+     padding, which the copy then does). */
   for (uint32_t i = 0; i < j->count; i++) j->offsets[i] += j->start;
-  if (j->bytes > 0) (void)fallocate(j->out, 0, j->start, j->bytes);
+  if (j->bytes > 0 && !j->in_place) (void)fallocate(j->out, 0, j->start, j->bytes);
   return 0;
 }
 
@@ -606,7 +615,8 @@ static napi_value copy_start(napi_env env, napi_callback_info info) {
   size_t n = j->count ? j->count : 1;
   if (!typed_arg(env, argv[2], napi_float64_array, j->count, (void **)&sizes_in)) goto done;
   j->out = out_fd;
-  j->plain_io = plain != 0;
+  j->plain_io = (plain & 1) != 0;
+  j->in_place = (plain & 2) != 0;
   j->digests = hash ? calloc(n, sizeof(uint64_t)) : NULL;
   j->offsets = malloc(sizeof(int64_t) * n);
   if ((hash && !j->digests) || !j->offsets) {

@@ -79,6 +79,41 @@ describe.runIf(binding !== undefined)('native copy', () => {
     }
   });
 
+  it('copies in place over old data: each file\'s padding zeroed, the bytes around untouched', () => {
+    const root = tempDir();
+    const sizes = [700, 0, 1, 512, 3000];
+    const sources = sizes.map((n, i) => {
+      const p = path.join(root, `f${i}`);
+      fs.writeFileSync(p, Buffer.alloc(n, 0x41 + i));
+      return p;
+    });
+    const out = path.join(root, 'out');
+    // An old image full of 0xee: the area from byte 1024 gets the files, the rest stays.
+    const area = 1024 + 512 + 512 + 3072;
+    fs.writeFileSync(out, Buffer.alloc(1024 + area + 700, 0xee));
+    const fd = fs.openSync(out, 'r+');
+    try {
+      const r = started(startNativeCopy(native, { sources, sizes, hash: true, fd, start: 1024, inPlace: true })).finish();
+      expect(r.ok).toBe(true);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const img = fs.readFileSync(out);
+    const expected = Buffer.concat([
+      Buffer.alloc(1024, 0xee),
+      Buffer.alloc(700, 0x41),
+      Buffer.alloc(324),
+      Buffer.alloc(1, 0x43),
+      Buffer.alloc(511),
+      Buffer.alloc(512, 0x44),
+      Buffer.alloc(3000, 0x45),
+      Buffer.alloc(72),
+      Buffer.alloc(700, 0xee),
+    ]);
+    expect(img.length).toBe(expected.length);
+    expect(img.equals(expected)).toBe(true);
+  });
+
   it('stats paths of any type as fs.statSync does (directories with a trailing slash too), a failure as its errno', () => {
     const root = tempDir();
     fs.mkdirSync(path.join(root, 'd'));

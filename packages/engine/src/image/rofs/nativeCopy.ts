@@ -57,6 +57,8 @@ export interface NativeCopyRequest {
   start: number;
   /** Never copy_file_range (tests of the fallback path). */
   plainIo?: boolean;
+  /** The area is in an existing image (an in-place update): its old bytes become zeros where no file data goes. */
+  inPlace?: boolean;
 }
 
 /** A copy running on native threads (stats first, then data); `finish` or `cancel` must be called before the fd is closed. */
@@ -87,7 +89,7 @@ export function startNativeCopy(binding: Binding, req: NativeCopyRequest): Nativ
   if (!paths) return undefined;
   const sizes = new Float64Array(n);
   for (let i = 0; i < n; i++) sizes[i] = req.sizes[i] ?? -1;
-  const handle = binding.copyStart(paths, n, sizes, req.hash, req.fd, req.start, copyThreads(), req.plainIo ? 1 : 0);
+  const handle = binding.copyStart(paths, n, sizes, req.hash, req.fd, req.start, copyThreads(), (req.plainIo ? 1 : 0) | (req.inPlace ? 2 : 0));
   let done = false;
   return {
     sizes() {

@@ -242,6 +242,26 @@ describe('incremental updates', () => {
     expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
   });
 
+  it('the files that move after a grown one (copied as one run) fail the same way when one of them changed', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    await writeRofsImage(await treeOf(build), out, { incremental: true });
+    const grown = path.join(build, 'mods/m3/f0');
+    rewrite(grown, Buffer.concat([fs.readFileSync(grown), bytes(600, 5)])); // every file after it moves
+    const tree = await treeOf(build);
+    const follower = path.join(build, 'mods/m20/f1');
+    fs.appendFileSync(follower, 'grew after the tree was built');
+    const err = await writeRofsImage(tree, out, { incremental: true }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'OSVB_IO' });
+    expect((err as OsvbError).message).toMatch(/mods\/m20\/f1.*changed while the image was written/);
+    expect(fs.existsSync(defaultLayoutPath(out))).toBe(false);
+    expect(fs.existsSync(out)).toBe(false);
+    const next = await writeRofsImage(await treeOf(build), out, { incremental: true });
+    expect(fs.readFileSync(out).equals(await scratch(build, root))).toBe(true);
+    expect(next.mode).toBe('full');
+  });
+
   it('a source that changes while being compared fails before the image is touched', async () => {
     const root = tempDir();
     const { build } = moduleTree(root);

@@ -449,6 +449,16 @@ function copyData(files: readonly PathedFile[], fd: number, hasher: Hasher | und
   return { writer, digests };
 }
 
+/** The error for a native copy's failure on file `f` (a write failure is left for the caller to name the image). */
+function nativeFailure(f: PathedFile, { kind, code, got }: NativeCopyFailure): Error {
+  const size = f.node.size ?? 0;
+  if (kind === 'open') return inputError(f, unopenable(code, 'open failed'));
+  if (kind === 'more') return changedError({ ...f, size }, 'it has more');
+  if (kind === 'short') return changedError({ ...f, size }, `it has ${got}`);
+  if (kind === 'write') return Object.assign(new Error(code ?? 'write failed'), { code });
+  return inputError(f, `could not be read: ${code ?? 'read failed'}`);
+}
+
 /**
  * A full write's data, structure and block 0 with the native copier: sizes first (stat where
  * unknown), then the copy runs on native threads while this thread lays the image out and writes
@@ -469,15 +479,9 @@ function writeNative(
   if (!binding) throw new OsvbError('OSVB_INTERNAL', 'the native copier was asked for, but @osv-build/native is not built here');
   const unknown = files.map((f) => f.node.size === undefined);
   const failed = (failure: NativeCopyFailure): null => {
-    const { index, kind, code, got } = failure;
-    const f = files[index] as PathedFile;
+    const { index, kind } = failure;
     if (unknown[index] && (kind === 'more' || kind === 'short' || kind === 'not-file')) return null;
-    const size = f.node.size ?? 0;
-    if (kind === 'open') throw inputError(f, unopenable(code, 'open failed'));
-    if (kind === 'more') throw changedError({ ...f, size }, 'it has more');
-    if (kind === 'short') throw changedError({ ...f, size }, `it has ${got}`);
-    if (kind === 'write') throw Object.assign(new Error(code ?? 'write failed'), { code });
-    throw inputError(f, `could not be read: ${code ?? 'read failed'}`);
+    throw nativeFailure(files[index] as PathedFile, failure);
   };
   const restoreSizes = (): void => files.forEach((f, i) => unknown[i] && (f.node.size = undefined));
   const copy = startNativeCopy(binding, { sources: files.map((f) => f.node.source), sizes: files.map((f) => f.node.size), hash: hasher !== undefined, fd, start: ROFS_BLOCK, plainIo });
@@ -695,14 +699,46 @@ function planInPlace(layout: RofsLayout, old: TrustedLayoutFile, hasher: Hasher)
   return { keep, digests, bySignature };
 }
 
-/** Write the planned changes into the open image: changed file data, then structure area and superblock, then truncate. */
+/** Runs of at least this many neighbouring files to rewrite go to the native copier (fewer are not worth its threads). */
+const NATIVE_RUN_MIN = 8;
+
+/**
+ * Write the planned changes into the open image: changed file data, then structure area and
+ * superblock, then truncate. Long runs of neighbouring files (every file after one that changed
+ * size moves) are copied on native threads, as a full write copies.
+ */
 function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: Array<string | undefined>, structureChanged: boolean, hasher: Hasher): number {
   const w = new ImageWriter(fd, 0, hasher);
-  layout.files.forEach((f, i) => {
-    if (keep[i]) return;
-    w.seek(f.block * ROFS_BLOCK);
-    digests[i] = w.copyFile(f);
-  });
+  const files = layout.files;
+  const binding = nativeCopier();
+  let nativeBytes = 0;
+  for (let i = 0; i < files.length; ) {
+    if (keep[i]) {
+      i++;
+      continue;
+    }
+    let end = i + 1;
+    while (end < files.length && !keep[end]) end++;
+    const run = files.slice(i, end);
+    const copy =
+      binding && run.length >= NATIVE_RUN_MIN
+        ? startNativeCopy(binding, { sources: run.map((f) => f.node.source), sizes: run.map((f) => f.size), hash: true, fd, start: (run[0] as RofsLayoutFile).block * ROFS_BLOCK, inPlace: true })
+        : undefined;
+    if (copy) {
+      const r = copy.finish();
+      if (!r.ok) throw nativeFailure(run[r.failure.index] as RofsLayoutFile, r.failure);
+      run.forEach((f, k) => {
+        digests[i + k] = hex((r.digests as BigUint64Array)[k] as bigint);
+        nativeBytes += blocksFor(f.size) * ROFS_BLOCK;
+      });
+    } else {
+      for (const [k, f] of run.entries()) {
+        w.seek(f.block * ROFS_BLOCK);
+        digests[i + k] = w.copyFile(f);
+      }
+    }
+    i = end;
+  }
   if (structureChanged) {
     writeTail(w, layout);
     w.seek(0);
@@ -710,7 +746,7 @@ function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: 
   }
   w.flush();
   fs.ftruncateSync(fd, layout.imageSize);
-  return w.bytesWritten;
+  return w.bytesWritten + nativeBytes;
 }
 
 /**
