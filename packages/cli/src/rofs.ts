@@ -28,14 +28,17 @@ Options:
   -D NAME=VALUE          a define for %(NAME)s in host paths (repeatable)
   --compat=osv           walk /** directories in the OS's order, as OSv does (default: sorted)
   --no-incremental       write the whole image; no layout file, no in-place update
-                         (default: keep OUT.osvb-layout.json and rewrite only what moved or changed)
+                         (default: keep OUT.osvb-layout.json and rewrite only what moved or
+                         changed; when no directory, link or stripped .so the manifest
+                         reached changed, the tree is not even built again)
   --cache-dir DIR        where stripped .so copies are kept (default: $OSVB_CACHE_DIR,
                          else <osv base>/.osvb/cache)
   --osv-base DIR         the OSv base (default: $OSV_BASE, else ../..)
   --json                 print the result as one JSON line
   -v, --verbose          print every file and link, like gen-rofs-img.py
-  --timings              say where the time went (tree, sizes, layout, data) and which copier
-                         copied the data (native threads, or JavaScript where it is not built)
+  --timings              say where the time went (tree, sizes, layout, data), which copier
+                         copied the data (native threads, or JavaScript where it is not built),
+                         and whether the tree was reused or why it was built
 
 ls lists every entry (kind, size, path, link target); cat writes one file to stdout;
 extract writes the tree into DIR (created if missing, must be empty), refusing names that
