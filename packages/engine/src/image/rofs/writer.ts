@@ -609,15 +609,25 @@ function writeFull(
 /**
  * Stat the files whose size the tree left open (regular files found by walks), for an incremental
  * write: all at once on the thread pool, then checked in image order (the first problem is reported).
+ * `known`: stats this write made already (after its trust clock was taken), by source.
  */
-async function statUnknownSizes(tree: RofsTree): Promise<void> {
+async function statUnknownSizes(tree: RofsTree, known?: ReadonlyMap<string, RofsSourceSignature>): Promise<void> {
   // Straight over the tree, without building guest paths (only an error needs one).
   const nodes: RofsFile[] = [];
   const visit = (dir: RofsDir, depth: number): void => {
     if (depth > 4096) orderedFiles(tree); // throws its "nested too deep" error
     for (const node of dir.entries.values()) {
-      if (node.kind === 'dir') visit(node, depth + 1);
-      else if (node.kind === 'file' && node.size === undefined) nodes.push(node);
+      if (node.kind === 'dir') {
+        visit(node, depth + 1);
+        continue;
+      }
+      if (node.kind !== 'file' || node.size !== undefined) continue;
+      const st = known?.get(node.source);
+      if (st === undefined) nodes.push(node);
+      else {
+        node.size = st.size;
+        node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
+      }
     }
   };
   visit(tree.root, 0);
@@ -799,9 +809,10 @@ async function writeIncremental(
   wallBefore: number,
   loadOld: () => TrustedLayoutFile | string,
   memo: TreeMemo | undefined,
+  known?: ReadonlyMap<string, RofsSourceSignature>,
 ): Promise<RofsWriteStats> {
   const clock: TrustClock = { wallBefore };
-  await statUnknownSizes(tree);
+  await statUnknownSizes(tree, known);
   const layout = layoutRofs(tree);
   const old = loadOld();
   let fullReason: string | undefined = typeof old === 'string' ? old : undefined;
@@ -1062,6 +1073,8 @@ export async function writeRofsImageFromManifest(text: string, treeOptions: Rofs
   const key = treeKey(text, treeOptions, hasher);
   const old = loadLayoutFile(outPath, layoutPath, hasher);
   let treeReason: string;
+  // The sources' stats of a check that then found the tree changed: not made again.
+  let checked: Map<string, RofsSourceSignature> | undefined;
   if (typeof old === 'string') treeReason = old;
   else if (!old.tree) treeReason = 'the layout file records no tree';
   else if (old.tree.key !== key) treeReason = 'the manifest or its options changed';
@@ -1088,9 +1101,11 @@ export async function writeRofsImageFromManifest(text: string, treeOptions: Rofs
     else if (typeof stats.files === 'string') treeReason = stats.files;
     else {
       const treeMs = performance.now() - t0;
-      const r = updateSameTree(old, memo, stats.files, outPath, layoutPath, hasher, { wallBefore, dev: old.dev, fsNow: old.mtimeMs });
+      const sigs = stats.files;
+      const r = updateSameTree(old, memo, sigs, outPath, layoutPath, hasher, { wallBefore, dev: old.dev, fsNow: old.mtimeMs });
       if (typeof r !== 'string') return { ...r, treeMs };
       treeReason = r;
+      checked = new Map(old.files.source.map((src, i) => [src, sigs[i] as RofsSourceSignature]));
     }
   }
   const t1 = performance.now();
@@ -1099,6 +1114,6 @@ export async function writeRofsImageFromManifest(text: string, treeOptions: Rofs
   const treeMs = performance.now() - t1;
   const recorded = reads.result();
   const memo = typeof recorded === 'string' ? undefined : { ...recorded, key };
-  const stats = await writeIncremental(tree, outPath, layoutPath, options.copier, hasher, wallBefore, () => old, memo);
+  const stats = await writeIncremental(tree, outPath, layoutPath, options.copier, hasher, wallBefore, () => old, memo, checked);
   return { ...stats, treeReused: false, treeReason: typeof recorded === 'string' ? `${treeReason}; not recorded: ${recorded}` : treeReason, treeMs };
 }
