@@ -123,11 +123,6 @@ export interface NativeStat {
   mode: number;
 }
 
-/** stat(2)s running on background threads; `wait` gives each file's result (undefined where it failed) and the first failure. */
-export interface NativeStats {
-  wait(): { stats: Array<NativeStat | undefined>; failure: NativeCopyFailure | undefined };
-}
-
 const SIG_FIELDS = 8;
 
 /** One path's stat from the native output, or undefined where it failed. */
@@ -143,26 +138,6 @@ function statAt(out: Float64Array, i: number): NativeStat | undefined {
     ino: out[o + 5] as number,
     dev: out[o + 6] as number,
     mode: out[o + 7] as number,
-  };
-}
-
-/** Start the stats of regular files; undefined when the paths cannot be passed (pathList). */
-export function startNativeStats(binding: Binding, sources: readonly string[]): NativeStats | undefined {
-  const n = sources.length;
-  const paths = pathList(sources);
-  if (!paths) return undefined;
-  const handle = binding.statStart(paths, n, copyThreads());
-  let done = false;
-  return {
-    wait() {
-      if (done) throw new Error('native stats already collected');
-      done = true;
-      const out = new Float64Array(Math.max(1, n * SIG_FIELDS));
-      const r = binding.statWait(handle, out);
-      const stats: Array<NativeStat | undefined> = new Array<NativeStat | undefined>(n);
-      for (let i = 0; i < n; i++) stats[i] = statAt(out, i);
-      return { stats, failure: r ? failureOf(r) : undefined };
-    },
   };
 }
 

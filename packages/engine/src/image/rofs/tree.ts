@@ -26,6 +26,7 @@ import { applyDefines, expandEntry, parseManifest, unsymlink, decodeManifestText
 import { initHashing } from '../../hash/index.js';
 import { contentPathFor, shouldStrip, stripIdentity, type StripContext } from '../strip.js';
 import { errorValue, listDir, statKind, type TreeReadRecorder } from './treeReads.js';
+import { sourceSignature } from './statBatch.js';
 
 export interface RofsOrigin {
   file: string;
@@ -108,10 +109,6 @@ export function rofsDir(origin?: RofsOrigin): RofsDir {
   return origin ? { kind: 'dir', entries: new Map(), origin } : { kind: 'dir', entries: new Map() };
 }
 
-function signatureOf(st: fs.Stats): RofsSourceSignature {
-  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
-}
-
 /** A file node for `source`, sized (and signed) from the file system now. */
 export function rofsFileFrom(source: string, origin?: RofsOrigin): RofsFile {
   const st = fs.statSync(source);
@@ -119,7 +116,7 @@ export function rofsFileFrom(source: string, origin?: RofsOrigin): RofsFile {
     kind: 'file',
     source,
     size: st.size,
-    signature: signatureOf(st),
+    signature: sourceSignature(st),
     ...(origin ? { origin } : {}),
   };
 }
@@ -434,7 +431,7 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
         if (st && !st.isFile()) problem = 'is not a regular file (a device, socket or FIFO)';
         const size = st ? st.size : 0;
         const file: RofsFile = { kind: 'file', source, size, host, origin };
-        if (st && !problem) file.signature = signatureOf(st);
+        if (st && !problem) file.signature = sourceSignature(st);
         b.setLeaf(e.guest, file, origin);
         if (problem) b.problems.set(file, problem);
       }

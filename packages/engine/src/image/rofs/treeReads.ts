@@ -24,6 +24,7 @@
  */
 import * as fs from 'node:fs';
 import { statQuiet, type WalkOrder } from '../../fsutil/index.js';
+import type { PathStat } from './statBatch.js';
 
 export type TreeReadKind = 'D' | 'L' | 'S' | 'R' | 'E' | 'C' | 'P' | 'Q';
 
@@ -73,13 +74,13 @@ function listingDigest(entries: readonly fs.Dirent[] | undefined, hash: (text: s
   return hash(s);
 }
 
-export function statKind(st: fs.Stats | undefined): string {
-  if (!st) return '-';
-  return st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o';
+/** The kind of a path a stat found: file, directory, link, other; `-` when it is missing. */
+export function statKind(st: { mode: number } | undefined): string {
+  return st ? kindOfMode(st.mode) : '-';
 }
 
 /** statKind from st_mode bits. */
-export function kindOfMode(mode: number): string {
+function kindOfMode(mode: number): string {
   const type = mode & 0o170000;
   return type === 0o120000 ? 'l' : type === 0o040000 ? 'd' : type === 0o100000 ? 'f' : 'o';
 }
@@ -90,9 +91,16 @@ export function errorValue(e: unknown): string {
   return code === 'ENOENT' || code === 'ENOTDIR' ? '-' : `!${code ?? 'error'}`;
 }
 
-/** The stat signature the reads compare (size, mtime, ctime, inode, device; all in Stats' plain numbers). */
-export function signatureText(st: fs.Stats): string {
+/** What a stat gives, in Stats' plain numbers (fs.Stats and the batched stats both have them). */
+type StatNumbers = PathStat;
+
+/** The stat signature the reads compare (size, mtime, ctime, inode, device). */
+function readSignature(st: StatNumbers): string {
   return `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.dev}`;
+}
+
+function trustedAt(st: StatNumbers, wallBefore: number): boolean {
+  return st.mtimeMs < wallBefore && st.ctimeMs < wallBefore;
 }
 
 /** Records the reads of one tree build. */
@@ -109,10 +117,6 @@ export class TreeReadRecorder {
     private readonly hash: (text: string) => string,
   ) {}
 
-  private trusted(st: fs.Stats): boolean {
-    return st.mtimeMs < this.wallBefore && st.ctimeMs < this.wallBefore;
-  }
-
   /**
    * A read whose value is not the same every time it is made gives no memo at all (a path
    * looked at twice during one build with two answers: the file system changed under it).
@@ -127,7 +131,7 @@ export class TreeReadRecorder {
   /** Before listing `dir`: its signature now (empty when too fresh to vouch for the listing). */
   beforeListing(dir: string): string {
     const st = statQuiet(dir);
-    return st && st.isDirectory() && this.trusted(st) ? signatureText(st) : '';
+    return st && st.isDirectory() && trustedAt(st, this.wallBefore) ? readSignature(st) : '';
   }
 
   listed(dir: string, signature: string, entries: readonly fs.Dirent[] | undefined): void {
@@ -137,7 +141,7 @@ export class TreeReadRecorder {
   /** Before the `.so` at `p` is digested to find its stripped copy: its signature (empty when too fresh to vouch for the content). */
   beforeStripping(p: string): string {
     const st = statQuiet(p);
-    return st && this.trusted(st) ? signatureText(st) : '';
+    return st && trustedAt(st, this.wallBefore) ? readSignature(st) : '';
   }
 
   /** The `.so` at `p` had content `digest` when it was stripped (`signature` from beforeStripping). */
@@ -165,32 +169,14 @@ export interface ReadCheckContext {
   hash: (text: string) => string;
   /** A file's content digest, as the strip cache keys copies (`C` reads). */
   digestFile: (p: string) => string;
-  /** Signatures of directories stat'ed already (signatureText, '' for no directory); undefined: stat it here. */
-  directorySignature?: (p: string) => string | undefined;
-  /** Values of `L`/`S` reads (statKind, or errorValue) found already; undefined: stat it here. */
-  kindOf?: (key: string) => string | undefined;
+  /**
+   * The stats of the batched reads (BATCHED_READS: `D`, `L`, `S`), by read key, made in one
+   * batch before any of them is checked (a listing must not be older than the signature that
+   * vouches for it). A read without one counts as changed.
+   */
+  stats?: ReadonlyMap<string, StatNumbers | { code: string }>;
   /** The wall clock minus RACY_MS, taken before this check read anything. */
   wallBefore: number;
-}
-
-function directorySignature(p: string): string {
-  const st = statQuiet(p);
-  return st && st.isDirectory() ? signatureText(st) : '';
-}
-
-/** Whether a signature's mtime and ctime are before `wallBefore` (signatureText's fields). */
-function sigTrusted(sig: string, wallBefore: number): boolean {
-  if (sig === '') return false;
-  const [, mtime, ctime] = sig.split(':');
-  return Number(mtime) < wallBefore && Number(ctime) < wallBefore;
-}
-
-function statValue(p: string, follow: boolean): string {
-  try {
-    return statKind(follow ? fs.statSync(p, { throwIfNoEntry: false }) : fs.lstatSync(p, { throwIfNoEntry: false }));
-  } catch (e) {
-    return errorValue(e);
-  }
 }
 
 /** Reads that are few and checked one by one (a rebuilt `.so` fails the check here, before any batch of stats). */
@@ -213,19 +199,24 @@ export function firstChangedRead(r: TreeReads, ctx: ReadCheckContext, kinds?: Re
     let now: string;
     switch (kind) {
       case 'D': {
+        const st = ctx.stats?.get(key);
+        if (st === undefined) return `${p} was not looked at`;
+        const dir = 'mode' in st && statKind(st) === 'd' ? st : undefined;
         const bar = was.indexOf('|');
         const sig = was.slice(0, bar);
-        const sigNow = ctx.directorySignature?.(p) ?? directorySignature(p);
-        if (sig !== '' && sigNow === sig) continue;
+        if (dir && sig !== '' && readSignature(dir) === sig) continue;
         const listing = listingDigest(listDir(p, ctx.walkOrder), ctx.hash);
         if (listing !== was.slice(bar + 1)) return `directory ${p} changed`;
-        r.seen[i] = `${sigTrusted(sigNow, ctx.wallBefore) ? sigNow : ''}|${listing}`;
+        r.seen[i] = `${dir && trustedAt(dir, ctx.wallBefore) ? readSignature(dir) : ''}|${listing}`;
         continue;
       }
       case 'L':
-      case 'S':
-        now = ctx.kindOf?.(key) ?? statValue(p, kind === 'S');
+      case 'S': {
+        const st = ctx.stats?.get(key);
+        if (st === undefined) return `${p} was not looked at`;
+        now = 'mode' in st ? statKind(st) : errorValue(st);
         break;
+      }
       case 'R':
         try {
           now = `l:${fs.readlinkSync(p)}`;
@@ -241,7 +232,7 @@ export function firstChangedRead(r: TreeReads, ctx: ReadCheckContext, kinds?: Re
         const sig = was.slice(0, bar);
         const st = statQuiet(p);
         if (!st) return `${p} changed`;
-        const sigNow = signatureText(st);
+        const sigNow = readSignature(st);
         if (sig !== '' && sigNow === sig) continue;
         let digest: string;
         try {
@@ -250,8 +241,7 @@ export function firstChangedRead(r: TreeReads, ctx: ReadCheckContext, kinds?: Re
           return `${p} changed`;
         }
         if (digest !== was.slice(bar + 1)) return `${p} changed`;
-        const trusted = st.mtimeMs < ctx.wallBefore && st.ctimeMs < ctx.wallBefore;
-        r.seen[i] = `${trusted ? sigNow : ''}|${digest}`;
+        r.seen[i] = `${trustedAt(st, ctx.wallBefore) ? sigNow : ''}|${digest}`;
         continue;
       }
       case 'P':

@@ -49,10 +49,11 @@ import {
   type TrustClock,
   type TrustedLayoutFile,
 } from './layoutFile.js';
-import { nativeCopier, nativeStatsOfAny, startNativeCopy, startNativeStats, type NativeCopyFailure, type NativeStat } from './nativeCopy.js';
+import { nativeCopier, startNativeCopy, type NativeCopyFailure } from './nativeCopy.js';
+import { isRegular, sourceSignature, statPaths, type PathStat, type PathStatResult } from './statBatch.js';
 import { copyWithReadAhead, ReadAheadFailure } from './readAhead.js';
 import { buildRofsTree, type RofsDir, type RofsFile, type RofsSourceSignature, type RofsTree, type RofsTreeOptions } from './tree.js';
-import { BATCHED_READS, errorValue, FEW_READS, firstChangedRead, kindOfMode, RACY_MS, TreeReadRecorder, type TreeReads } from './treeReads.js';
+import { BATCHED_READS, FEW_READS, firstChangedRead, RACY_MS, TreeReadRecorder, type TreeReads } from './treeReads.js';
 
 export { defaultLayoutPath };
 
@@ -608,7 +609,7 @@ function writeFull(
 
 /**
  * Stat the files whose size the tree left open (regular files found by walks), for an incremental
- * write: all at once on the thread pool, then checked in image order (the first problem is reported).
+ * write: all at once (statPaths), then checked in image order (the first problem is reported).
  * `known`: stats this write made already (after its trust clock was taken), by source.
  */
 async function statUnknownSizes(tree: RofsTree, known?: ReadonlyMap<string, RofsSourceSignature>): Promise<void> {
@@ -626,46 +627,23 @@ async function statUnknownSizes(tree: RofsTree, known?: ReadonlyMap<string, Rofs
       if (st === undefined) nodes.push(node);
       else {
         node.size = st.size;
-        node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
+        node.signature = sourceSignature(st);
       }
     }
   };
   visit(tree.root, 0);
   if (nodes.length === 0) return;
-  const failed = (node: RofsFile, message: string, cause?: unknown): OsvbError => {
+  const failed = (node: RofsFile, message: string): OsvbError => {
     const f = orderedFiles(tree).find((x) => x.node === node) ?? { node, path: node.source };
-    return inputError(f, message, cause);
+    return inputError(f, message);
   };
-  const binding = nativeCopier();
-  // On native threads: no fs.Stats (and, on Node 20, four Date objects) per file.
-  const native = binding && startNativeStats(binding, nodes.map((n) => n.source));
-  if (native) {
-    const { stats, failure } = native.wait();
-    if (failure) {
-      const node = nodes[failure.index] as RofsFile;
-      throw failed(node, failure.kind === 'not-file' ? 'is not a regular file' : unopenable(failure.code, 'stat failed'));
-    }
-    nodes.forEach((node, i) => {
-      const st = stats[i] as NativeStat;
-      node.size = st.size;
-      node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
-    });
-    return;
-  }
-  const results = await Promise.all(
-    nodes.map(
-      (node) =>
-        new Promise<fs.Stats | NodeJS.ErrnoException>((resolve) => {
-          fs.stat(node.source, (err, st) => resolve(err ?? st));
-        }),
-    ),
-  );
+  const stats = await statPaths(nodes.map((n) => n.source));
   nodes.forEach((node, i) => {
-    const st = results[i] as fs.Stats | NodeJS.ErrnoException;
-    if (!(st instanceof fs.Stats)) throw failed(node, unopenable(st.code, String(st)), st);
-    if (!st.isFile()) throw failed(node, 'is not a regular file');
+    const st = stats[i] as PathStatResult;
+    if (!('mode' in st)) throw failed(node, unopenable(st.code, 'stat failed'));
+    if (!isRegular(st)) throw failed(node, 'is not a regular file');
     node.size = st.size;
-    node.signature = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
+    node.signature = sourceSignature(st);
   });
 }
 
@@ -882,69 +860,31 @@ function treeKey(text: string, opts: RofsTreeOptions, hasher: Hasher): string {
   return hasher.h64ToString(JSON.stringify([TREE_KEY_VERSION, text, path.resolve(opts.cwd), defines, opts.walkOrder ?? 'sorted', strip]));
 }
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-
 /** What the same-tree check found with its stats made up front (see statForCheck). */
 interface CheckStats {
   /** Every source's signature, or why one is not a regular file any more. */
-  files: RofsSourceSignature[] | string;
-  /** Directories' signatures (signatureText, '' for no directory). */
-  dirs?: Map<string, string>;
-  /** Values of `L:path`/`S:path` reads. */
-  kinds?: Map<string, string>;
+  files: PathStat[] | string;
+  /** The stats of the batched reads (`D`, `L`, `S`), by read key. */
+  reads: Map<string, PathStatResult>;
 }
 
 /**
- * What the same-tree check stats, all at once on native threads when they are built: every
- * source of the file table, the directories the tree's reads list, and the paths they stat or
- * lstat. Without the native code the sources are stat'ed here, the rest by the read check.
+ * What the same-tree check stats, all in one batch (statPaths): every source of the file
+ * table, the directories the tree's reads list, and the paths they stat or lstat.
  */
-function statForCheck(sources: readonly string[], reads: readonly string[]): CheckStats {
-  const binding = nativeCopier();
-  const dirs: string[] = [];
-  const followed: string[] = [];
-  const unfollowed: string[] = [];
-  for (const r of reads) {
-    if (r.startsWith('D:')) dirs.push(r.slice(2));
-    else if (r.startsWith('S:')) followed.push(r.slice(2));
-    else if (r.startsWith('L:')) unfollowed.push(r.slice(2));
-  }
-  const all = binding ? nativeStatsOfAny(binding, [...sources, ...dirs, ...followed]) : undefined;
-  const links = binding && all ? nativeStatsOfAny(binding, unfollowed, false) : undefined;
-  if (!all || !links) return { files: statSourcesHere(sources) };
-  const kindValue = (st: NativeStat | { code: string }): string => ('mode' in st ? kindOfMode(st.mode) : errorValue(st));
-  const kinds = new Map<string, string>();
-  followed.forEach((p, k) => kinds.set(`S:${p}`, kindValue(all[sources.length + dirs.length + k] as NativeStat | { code: string })));
-  unfollowed.forEach((p, k) => kinds.set(`L:${p}`, kindValue(links[k] as NativeStat | { code: string })));
-  const dirSigs = new Map<string, string>();
-  dirs.forEach((d, k) => {
-    const st = all[sources.length + k] as NativeStat | { code: string };
-    dirSigs.set(d, 'mode' in st && (st.mode & S_IFMT) === S_IFDIR ? `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.dev}` : '');
-  });
+async function statForCheck(sources: readonly string[], reads: readonly string[]): Promise<CheckStats> {
+  const followed = reads.filter((r) => r.startsWith('D:') || r.startsWith('S:'));
+  const unfollowed = reads.filter((r) => r.startsWith('L:'));
+  const [all, links] = await Promise.all([statPaths([...sources, ...followed.map((r) => r.slice(2))]), statPaths(unfollowed.map((r) => r.slice(2)), false)]);
+  const byRead = new Map<string, PathStatResult>();
+  followed.forEach((r, k) => byRead.set(r, all[sources.length + k] as PathStatResult));
+  unfollowed.forEach((r, k) => byRead.set(r, links[k] as PathStatResult));
   for (let i = 0; i < sources.length; i++) {
-    const st = all[i] as NativeStat | { code: string };
-    if (!('mode' in st)) return { files: `${sources[i]} ${unopenable(st.code, 'stat failed')}`, dirs: dirSigs, kinds };
-    if ((st.mode & S_IFMT) !== S_IFREG) return { files: `${sources[i]} is not a regular file`, dirs: dirSigs, kinds };
+    const st = all[i] as PathStatResult;
+    if (!('mode' in st)) return { files: `${sources[i]} ${unopenable(st.code, 'stat failed')}`, reads: byRead };
+    if (!isRegular(st)) return { files: `${sources[i]} is not a regular file`, reads: byRead };
   }
-  return { files: all.slice(0, sources.length) as NativeStat[], dirs: dirSigs, kinds };
-}
-
-function statSourcesHere(sources: readonly string[]): RofsSourceSignature[] | string {
-  const out: RofsSourceSignature[] = [];
-  for (const source of sources) {
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.statSync(source, { throwIfNoEntry: false });
-    } catch (e) {
-      return `${source} ${unopenable((e as NodeJS.ErrnoException).code, String(e))}`;
-    }
-    if (!st) return `${source} does not exist`;
-    if (!st.isFile()) return `${source} is not a regular file`;
-    out.push({ size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev });
-  }
-  return out;
+  return { files: all.slice(0, sources.length) as PathStat[], reads: byRead };
 }
 
 /** Row `i` of a file table as a layout file of `size` bytes (for the copy and its messages). */
@@ -1086,17 +1026,8 @@ export async function writeRofsImageFromManifest(text: string, treeOptions: Rofs
     // stats, all made before any directory is listed again (a listing must not be older than
     // the signature that vouches for it).
     let changed = firstChangedRead(memo, ctx, FEW_READS);
-    const stats = changed === undefined ? statForCheck(old.files.source, memo.reads) : { files: '' };
-    const { dirs, kinds } = stats;
-    changed ??= firstChangedRead(
-      memo,
-      {
-        ...ctx,
-        ...(dirs ? { directorySignature: (p: string) => dirs.get(p) } : {}),
-        ...(kinds ? { kindOf: (key: string) => kinds.get(key) } : {}),
-      },
-      BATCHED_READS,
-    );
+    const stats: CheckStats = changed === undefined ? await statForCheck(old.files.source, memo.reads) : { files: '', reads: new Map() };
+    changed ??= firstChangedRead(memo, { ...ctx, stats: stats.reads }, BATCHED_READS);
     if (changed !== undefined) treeReason = changed;
     else if (typeof stats.files === 'string') treeReason = stats.files;
     else {
