@@ -591,7 +591,7 @@ static napi_value job_handle(napi_env env, job_t *j) {
 
 /*
  * copyStart(paths: Buffer (NUL-terminated UTF-8 paths), count, sizes: Float64Array (size or -1:
- * found with stat), hash: boolean, outFd, start, threads, plainIo) → handle. Everything runs on
+ * found with stat), hash: boolean, outFd, start, threads, flags: 1 never copy_file_range, 2 in place) → handle. Everything runs on
  * background threads: the stats, then the copy; copySizes waits for the sizes, copyWait for the end.
  * Everything the threads use is copied first: nothing of the caller's memory is touched after
  * this returns, until copyWait.
@@ -604,19 +604,19 @@ static napi_value copy_start(napi_env env, napi_callback_info info) {
   if (argc < 8) BAD_ARGS();
   double *sizes_in;
   bool hash;
-  int32_t out_fd, threads, plain;
+  int32_t out_fd, threads, flags;
   int64_t start;
   CHECK(napi_get_value_bool(env, argv[3], &hash));
   CHECK(napi_get_value_int32(env, argv[4], &out_fd));
   CHECK(napi_get_value_int64(env, argv[5], &start));
   CHECK(napi_get_value_int32(env, argv[6], &threads));
-  CHECK(napi_get_value_int32(env, argv[7], &plain));
+  CHECK(napi_get_value_int32(env, argv[7], &flags));
   if (!(j = job_new(env, argv[0], argv[1], threads))) goto done;
   size_t n = j->count ? j->count : 1;
   if (!typed_arg(env, argv[2], napi_float64_array, j->count, (void **)&sizes_in)) goto done;
   j->out = out_fd;
-  j->plain_io = (plain & 1) != 0;
-  j->in_place = (plain & 2) != 0;
+  j->plain_io = (flags & 1) != 0;
+  j->in_place = (flags & 2) != 0;
   j->digests = hash ? calloc(n, sizeof(uint64_t)) : NULL;
   j->offsets = malloc(sizeof(int64_t) * n);
   if ((hash && !j->digests) || !j->offsets) {
@@ -626,12 +626,9 @@ static napi_value copy_start(napi_env env, napi_callback_info info) {
   memcpy(j->sizes, sizes_in, sizeof(double) * j->count);
   for (uint32_t i = 0; i < j->count; i++)
     if (j->sizes[i] < 0) j->unknown[j->nunknown++] = i;
-  threads = j->threads;
-
   j->start = start;
-  j->threads = threads;
   pthread_mutex_lock(&j->lock);
-  for (int t = 0; t < threads; t++)
+  for (int t = 0; t < j->threads; t++)
     if (pthread_create(&j->tid[j->started], NULL, worker_main, j) == 0) j->started++;
   j->all_started = 1;
   pthread_cond_broadcast(&j->cond);
