@@ -10,6 +10,7 @@
  *   options, which let the next write skip building the tree when none of them changed.
  */
 import * as fs from 'node:fs';
+import { OsvbError } from '../../errors/index.js';
 import { writeFileAtomic } from '../../fsutil/index.js';
 import { blocksFor, ROFS_BLOCK, ROFS_INODE_BYTES } from './format.js';
 import { hex, readAtLeast, type Hasher } from './io.js';
@@ -201,7 +202,11 @@ export function imageRecord(layout: RofsLayout, hasher: Hasher): Omit<LayoutFile
   };
 }
 
-/** Write the layout file for the image now at `outPath` (its size, inode and mtime are taken here). */
+/**
+ * Write the layout file for the image now at `outPath` (its size, inode and mtime are taken here).
+ * A failure (a full disk) is OSVB_IO naming the layout file; the image is complete, and without a
+ * layout file the next incremental write simply writes it whole.
+ */
 export function writeLayoutFile(
   outPath: string,
   layoutPath: string,
@@ -209,13 +214,21 @@ export function writeLayoutFile(
   files: LayoutFileTable,
   tree: (TreeReads & { key: string }) | undefined,
 ): void {
-  const st = fs.statSync(outPath, { bigint: true });
-  const side: LayoutFileJson = {
-    format: FORMAT,
-    version: VERSION,
-    image: { ...image, size: Number(st.size), ino: Number(st.ino), mtimeNs: st.mtimeNs.toString() },
-    files,
-    ...(tree ? { tree } : {}),
-  };
-  writeFileAtomic(layoutPath, JSON.stringify(side));
+  try {
+    const st = fs.statSync(outPath, { bigint: true });
+    const side: LayoutFileJson = {
+      format: FORMAT,
+      version: VERSION,
+      image: { ...image, size: Number(st.size), ino: Number(st.ino), mtimeNs: st.mtimeNs.toString() },
+      files,
+      ...(tree ? { tree } : {}),
+    };
+    writeFileAtomic(layoutPath, JSON.stringify(side));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new OsvbError('OSVB_IO', `cannot write the layout file ${layoutPath}: ${err.code ?? ''} ${err.message ?? String(e)}`.replace(/\s+/g, ' '), {
+      cause: e,
+      hint: `${outPath} itself was written completely; the next incremental write rewrites it whole`,
+    });
+  }
 }

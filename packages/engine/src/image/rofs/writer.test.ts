@@ -418,6 +418,25 @@ function tinyFileSystem(root: string): string | undefined {
   return r.status === 0 ? dir : undefined;
 }
 
+describe('a layout file that cannot be written', () => {
+  it('is OSVB_IO naming it; the image is complete, no temp file is left, and the next write is a whole one', async () => {
+    const root = tempDir();
+    const { build } = moduleTree(root);
+    const out = path.join(root, 'rofs.img');
+    const layoutPath = path.join(root, 'no-such-dir', 'rofs.img.osvb-layout.json');
+    const err = await writeRofsImage(await treeOf(build), out, { incremental: true, layoutPath }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OsvbError);
+    expect((err as OsvbError).code).toBe('OSVB_IO');
+    expect((err as OsvbError).message).toMatch(/^cannot write the layout file .*no-such-dir.*ENOENT/);
+    expect(fs.readdirSync(root).sort()).toEqual(['build', 'rofs.img']);
+    const whole = path.join(root, 'whole.img');
+    await writeRofsImage(await treeOf(build), whole, { incremental: false });
+    expect(fs.readFileSync(out).equals(fs.readFileSync(whole))).toBe(true);
+    fs.mkdirSync(path.dirname(layoutPath));
+    expect((await writeRofsImage(await treeOf(build), out, { incremental: true, layoutPath })).mode).toBe('full');
+  });
+});
+
 describe('a full disk', () => {
   it('fails every copier with OSVB_IO, no temp file, and the old image untouched', async () => {
     const root = tempDir();
