@@ -84,6 +84,12 @@ export interface RofsWriteStats {
   filesReused: number;
   /** 'full': a new image was written and renamed into place; 'in-place': the old image was updated. */
   mode: 'full' | 'in-place';
+  /**
+   * In-place updates: the byte ranges `[start, end)` written (sorted, merged), so a copy of the
+   * image elsewhere (the ROFS partition of usr.img) can be brought up to date by them alone.
+   * Bytes past the old size that no range covers read as zeros. Undefined for full writes.
+   */
+  changed?: Array<[number, number]>;
   /** Why an incremental write could not update in place (undefined when it did, or was not asked to). */
   fullReason?: string;
   /** How a full write copied file data (see RofsWriteOptions.copier); undefined for in-place updates. */
@@ -174,6 +180,26 @@ class ImageWriteFailure extends Error {
 }
 
 /** A buffered positional writer over an open image fd. */
+/** Byte ranges written by an in-place update, merged when they touch. */
+class ChangedRanges {
+  private readonly ranges: Array<[number, number]> = [];
+
+  add(start: number, end: number): void {
+    if (end > start) this.ranges.push([start, end]);
+  }
+
+  list(): Array<[number, number]> {
+    const sorted = this.ranges.slice().sort((a, b) => a[0] - b[0]);
+    const out: Array<[number, number]> = [];
+    for (const [s, e] of sorted) {
+      const last = out[out.length - 1];
+      if (last && s <= last[1]) last[1] = Math.max(last[1], e);
+      else out.push([s, e]);
+    }
+    return out;
+  }
+}
+
 class ImageWriter {
   private readonly buf: Buffer;
   private len = 0;
@@ -185,6 +211,8 @@ class ImageWriter {
     private readonly fd: number,
     at: number,
     private readonly hasher: Hasher | undefined,
+    /** In-place updates: every range flushed is added here. */
+    private readonly ranges?: ChangedRanges,
   ) {
     this.buf = Buffer.allocUnsafe(BUFFER_BYTES);
     this.start = at;
@@ -214,6 +242,7 @@ class ImageWriter {
       throw new ImageWriteFailure(e);
     }
     this.bytesWritten += this.len;
+    if (this.len > 0) this.ranges?.add(this.start, this.start + this.len);
     this.start += this.len;
     this.len = 0;
   }
@@ -695,8 +724,8 @@ const NATIVE_RUN_MIN = 8;
  * superblock, then truncate. Long runs of neighbouring files (every file after one that changed
  * size moves) are copied on native threads, as a full write copies.
  */
-function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: Array<string | undefined>, structureChanged: boolean, hasher: Hasher): number {
-  const w = new ImageWriter(fd, 0, hasher);
+function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: Array<string | undefined>, structureChanged: boolean, hasher: Hasher, ranges: ChangedRanges): number {
+  const w = new ImageWriter(fd, 0, hasher, ranges);
   const files = layout.files;
   const binding = nativeCopier();
   let nativeBytes = 0;
@@ -715,10 +744,13 @@ function writeInPlace(layout: RofsLayout, fd: number, keep: boolean[], digests: 
     if (copy) {
       const r = copy.finish();
       if (!r.ok) throw nativeFailure(run[r.failure.index] as RofsLayoutFile, r.failure);
+      const runStart = (run[0] as RofsLayoutFile).block * ROFS_BLOCK;
       run.forEach((f, k) => {
         digests[i + k] = hex((r.digests as BigUint64Array)[k] as bigint);
         nativeBytes += blocksFor(f.size) * ROFS_BLOCK;
       });
+      const last = run[run.length - 1] as RofsLayoutFile;
+      ranges.add(runStart, (last.block + blocksFor(last.size)) * ROFS_BLOCK);
     } else {
       for (const [k, f] of run.entries()) {
         w.seek(f.block * ROFS_BLOCK);
@@ -814,12 +846,13 @@ async function writeIncremental(
         // rewriting to record signatures it did not have (or that changed with equal content),
         // or the tree's reads.
         if (!bySignature || memo) writeLayoutFile(outPath, layoutPath, image, fileTable(layout, digests as string[], clock), memo);
-        return statsOf(layout, 'in-place', 0, 0, kept);
+        return { ...statsOf(layout, 'in-place', 0, 0, kept), changed: [] };
       }
-      const bytes = changeInPlace(outPath, layoutPath, (fd) => writeInPlace(layout, fd, keep, digests, structureChanged, hasher));
+      const ranges = new ChangedRanges();
+      const bytes = changeInPlace(outPath, layoutPath, (fd) => writeInPlace(layout, fd, keep, digests, structureChanged, hasher, ranges));
       if (bytes !== undefined) {
         writeLayoutFile(outPath, layoutPath, image, fileTable(layout, digests as string[], clock), memo);
-        return statsOf(layout, 'in-place', bytes, toWrite, kept);
+        return { ...statsOf(layout, 'in-place', bytes, toWrite, kept), changed: ranges.list() };
       }
       fullReason = 'the image cannot be opened for update';
     }
@@ -938,9 +971,11 @@ function updateSameTree(
     if (d !== digests[i]) rewrite.push(i);
   }
   const rewritten = new Set(rewrite);
+  const ranges = new ChangedRanges();
   const statsNow = (bytes: number): RofsWriteStats => ({
     ...recordStats(old, bytes, rewrite.length, t.size.filter((n, i) => n > 0 && !rewritten.has(i)).length),
     treeReused: true,
+    changed: ranges.list(),
   });
   const retable = (): void => {
     for (let i = 0; i < t.path.length; i++) {
@@ -972,7 +1007,7 @@ function updateSameTree(
   }
   const structStart = old.image.structureBlock * ROFS_BLOCK;
   const bytes = changeInPlace(outPath, layoutPath, (fd) => {
-    const w = new ImageWriter(fd, 0, hasher);
+    const w = new ImageWriter(fd, 0, hasher, ranges);
     for (const i of rewrite) {
       const size = (sigs[i] as RofsSourceSignature).size;
       w.seek((t.block[i] as number) * ROFS_BLOCK);
