@@ -22,6 +22,8 @@ export const BUILD_OPTIONS = {
   'require-image': { type: 'boolean' },
   'remote-cache': { type: 'string' },
   'remote-cache-mode': { type: 'string' },
+  kernel: { type: 'string' },
+  'image-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -46,6 +48,10 @@ export interface ParsedBuildArgs {
   debounceMs: number | undefined;
   /** The remote cache from --remote-cache/--remote-cache-mode and OSVB_REMOTE_CACHE_* (null: none). */
   remoteCache: RemoteCacheConfig | null;
+  /** `--kernel DIR|FILE`: a prebuilt kernel. */
+  kernel: string | undefined;
+  /** `--image-format qcow2|raw`. */
+  imageFormat: 'qcow2' | 'raw' | undefined;
 }
 
 export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watch' = 'build'): ParsedBuildArgs {
@@ -72,6 +78,10 @@ export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watc
     debounceMs = Number(v.debounce);
     if (!Number.isInteger(debounceMs) || debounceMs < 0 || debounceMs > 60_000) throw new OsvbError('OSVB_USAGE', `--debounce ${v.debounce}: expected milliseconds, 0 to 60000`);
   }
+  const imageFormat = v['image-format'];
+  if (imageFormat !== undefined && imageFormat !== 'qcow2' && imageFormat !== 'raw') {
+    throw new OsvbError('OSVB_USAGE', `--image-format ${imageFormat}: expected qcow2 (usr.img, the default) or raw (usr.raw)`);
+  }
   const compat = v.compat ?? 'default';
   if (compat !== 'osv' && compat !== 'default') {
     throw new OsvbError('OSVB_USAGE', `--compat=${compat}: expected --compat=osv (or --compat=default)`);
@@ -95,6 +105,8 @@ export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watc
     help: v.help ?? false,
     debounceMs,
     remoteCache: remoteFrom(v['remote-cache'], v['remote-cache-mode']),
+    kernel: v.kernel,
+    imageFormat,
   };
 }
 
@@ -111,6 +123,8 @@ export function engineOptions(args: ParsedBuildArgs): Omit<BuildOptions, 'report
     ...(args.ociDir ? { ociDir: args.ociDir } : {}),
     requireImage: args.requireImage,
     remoteCache: args.remoteCache,
+    ...(args.kernel !== undefined ? { kernel: args.kernel } : {}),
+    ...(args.imageFormat ? { imageFormat: args.imageFormat } : {}),
   };
 }
 

@@ -10,6 +10,7 @@ Usage:
   osvb rofs ls|cat|extract IMAGE …   read a ROFS image
   osvb bootfs -m MANIFEST -o OUT     write a bootfs blob (like scripts/mkbootfs.py)
   osvb export -e DIR -m MANIFEST     export a manifest's guest tree (like export_manifest.py)
+  osvb run [IMAGE] [OPTIONS]         boot an image under QEMU (like scripts/run.py)
   osvb --help | --version
 
 Run "osvb build --help" for the words and options, "osvb COMMAND --help" for the others.
@@ -17,9 +18,11 @@ Run "osvb build --help" for the words and options, "osvb COMMAND --help" for the
 
 export const BUILD_HELP = `Usage: osvb build [WORDS…] [OPTIONS]
 
-Builds like OSv's scripts/build (without the kernel): evaluates module.py files, runs
-"make module" in every selected module that has a Makefile (dependencies first, in parallel)
-and writes usr.manifest, bootfs.manifest, cmdline, javamains and 30-auto-NN to the build path.
+Builds like OSv's scripts/build: evaluates module.py files, runs "make module" in every
+selected module that has a Makefile (dependencies first, in parallel) and writes usr.manifest,
+bootfs.manifest, cmdline, javamains and 30-auto-NN to the build path. With a kernel
+(--kernel DIR) it also writes the bootable usr.img (loader.img + ROFS partition + command
+line), updated in place; "osvb run" boots it.
 
 Words (as scripts/build takes them):
   image=SPEC            an images/SPEC.py config, or modules a,b.runconfig,-c (no config defaults)
@@ -34,6 +37,9 @@ Words (as scripts/build takes them):
   oci=DIR, --oci DIR    write an OCI image layout: one layer per module (plus skeleton and
                         generated files), deterministic tars; unchanged layers are not rewritten
   --append-manifest     append BUILD/append.manifest (and append_cmdline when cmdline is empty)
+  fs_size=N, fs_size_mb=N   the size of usr.img in bytes / MiB (default 512 MiB)
+  --create-disk         write a kernel-less disk.img (scripts/disk.bin + partition at 512)
+                        instead of usr.img
   -jN, -j N, -j         jobs: passed to make ("make module -jN") and the number of modules built at once
   arch=x64|aarch64      ARCH for module builds (default: this machine's)
   mode=release|debug    mode for module builds; the default build path is build/<mode>
@@ -45,7 +51,11 @@ Options:
   --compat=osv          reproduce OSv byte for byte on this machine: directory walks in the OS's
                         order and OSv's FileMap "**" quirk (default: sorted, reproducible walks)
   --libgcc-s-dir DIR    directory of libgcc_s.so.1 (default: found with gcc, like scripts/build)
-  --require-image       with fs=rofs*, fail when rofs.img cannot be made (default: warn;
+  --kernel DIR|FILE     a prebuilt OSv kernel: a directory with a kernel build's outputs
+                        (loader.img, libenviron.so, …; placed in the build path) or a
+                        loader.img; with fs=rofs (ramfs, virtiofs) usr.img is written
+  --image-format qcow2|raw   usr.img as qcow2 (default, like scripts/build) or usr.raw
+  --require-image       fail when rofs.img or usr.img cannot be made (default: warn;
                         e.g. kernel files such as libenviron.so are not in the build path)
   --keep-going          after a failed module, keep building the modules that do not need it
   --cache-dir DIR       the local cache (default: $OSVB_CACHE_DIR, else <base>/.osvb/cache)
@@ -105,4 +115,43 @@ Words and options: as osvb build (see osvb build --help), plus
   --debounce MS         quiet time after a change before building (default 50)
   --json                one JSON event per line: engine events, {"type":"watch-build",…} per
                         build, {"type":"watching",…} when ready
+`;
+
+export const RUN_HELP = `Usage: osvb run [IMAGE] [OPTIONS] [WORDS…] [-- QEMU ARGS…]
+
+Boots an OSv image under qemu-system-x86_64, the common subset of OSv's scripts/run.py: a
+virtio-blk disk, one virtio-net NIC on QEMU user networking, virtio-rng, the serial console
+on stdout (osvb's own notices go to stderr). QEMU exits when the guest powers off, which OSv
+does when its command line's programs return.
+
+IMAGE (or -i IMAGE) is a usr.img (qcow2) or a raw image (told apart by their first bytes).
+Without it: <build path>/usr.img (or usr.raw when only that exists), the build path found as
+osvb build finds it from the same options and words (--osv-base, --build-path, mode=…).
+
+Options:
+  -e, --execute CMD     boot with this OSv command line instead of the image's; the image is
+                        not changed (a temporary qcow2 overlay carries CMD). The image's
+                        leading --rootfs=X is kept unless CMD has its own --rootfs=
+  -m, --memsize MEM     guest memory, QEMU's -m (default 2G, as run.py)
+  -c, --vcpus N         vCPUs (default 4, as run.py)
+  --forward RULE        forward a host port to the guest (repeatable): QEMU's hostfwd form
+                        [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (tcp::8080-:80),
+                        or PORT, or HOSTPORT:GUESTPORT (tcp)
+  --no-network          no NIC (QEMU -nic none; run.py --nics 0)
+  --timeout S           stop the VM after S seconds: error OSVB_RUN_TIMEOUT, exit status 1
+  --accel auto|kvm|tcg  auto (default): KVM when /dev/kvm opens read-write, else TCG (slow)
+  --qemu-path BIN       the QEMU binary (default: $OSVB_QEMU, else qemu-system-x86_64)
+  --block-device-cache MODE   none, writethrough, writeback, directsync or unsafe (default:
+                        cache=none,aio=native; unsafe,aio=threads where O_DIRECT is refused)
+  --pass-args ARGS      more QEMU arguments, split at blanks (repeatable); or after --
+  --osv-base DIR        the OSv base (default: $OSV_BASE, else the current directory)
+  --build-path DIR      the build path (default: $OSV_BUILD_PATH, else <base>/build/<mode>)
+  -v, --verbose         print the QEMU command line and how the VM ended
+  -h, --help            this help
+
+When stdin is a terminal it is the guest's console input (QEMU: Ctrl-A x quits, Ctrl-A h
+for more). Ctrl-C stops the VM.
+
+Exit status: 0 the guest powered off, 1 timeout or QEMU failed, 2 bad input (no image, no
+QEMU), 130 stopped by Ctrl-C.
 `;

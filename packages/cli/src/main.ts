@@ -5,6 +5,7 @@ import { engineOptions, parseBuildArgs, type ParsedBuildArgs } from './args.js';
 import { runCache, runExplain } from './commands.js';
 import { runImageCommand } from './imagecmds.js';
 import { runRofs } from './rofs.js';
+import { runRun } from './run.js';
 import { runWatch } from './watchcmd.js';
 import { BUILD_HELP, MAIN_HELP } from './help.js';
 import { reportingErrors } from './reporting.js';
@@ -90,6 +91,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runImageCommand(cmd, rest);
       case 'rofs':
         return await runRofs(rest);
+      case 'run':
+        return await runRun(rest);
       default:
         throw new OsvbError('OSVB_USAGE', `unknown command "${cmd}"`, { hint: 'commands: build, watch, manifest, explain, cache, rofs, bootfs, export; see osvb --help' });
     }

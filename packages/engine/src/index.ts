@@ -13,4 +13,5 @@ export * from './hash/index.js';
 export * from './cache/index.js';
 export * from './pipeline/index.js';
 export * from './watch/index.js';
+export * from './run/index.js';
 export { ENGINE_VERSION } from './version.js';

@@ -38,8 +38,18 @@ export type OsvbErrorCode =
   | 'OSVB_IMAGE_INPUT'
   | 'OSVB_ROFS_CORRUPT'
   | 'OSVB_ROFS_UNSAFE'
+  | 'OSVB_DISK_SIZE'
+  | 'OSVB_DISK_CMDLINE'
+  | 'OSVB_DISK_UNSUPPORTED'
+  | 'OSVB_KERNEL_MISSING'
+  | 'OSVB_KERNEL_INVALID'
   | 'OSVB_IO'
   | 'OSVB_INTERRUPTED'
+  | 'OSVB_QEMU_MISSING'
+  | 'OSVB_KVM_UNAVAILABLE'
+  | 'OSVB_RUN_IMAGE'
+  | 'OSVB_RUN_FAILED'
+  | 'OSVB_RUN_TIMEOUT'
   | 'OSVB_INTERNAL';
 
 /** Exit status: 1 = the build itself failed (make, a module.py at run time), 2 = bad input. */
@@ -50,6 +60,8 @@ const BUILD_FAILURES: ReadonlySet<OsvbErrorCode> = new Set([
   'OSVB_WORKER',
   'OSVB_IO',
   'OSVB_INTERRUPTED',
+  'OSVB_RUN_FAILED',
+  'OSVB_RUN_TIMEOUT',
   'OSVB_INTERNAL',
 ]);
 

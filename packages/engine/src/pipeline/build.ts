@@ -21,7 +21,9 @@ import type { Reporter } from '../report/index.js';
 import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.js';
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
 import { DependencyRecorder } from './noopMemo.js';
-import { writeImages, type ImageStageResult } from './images.js';
+import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
+import { prepareKernel } from './kernelStage.js';
+import { unsupportedDiskFs, type DiskFormat } from '../image/disk/index.js';
 import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext, type ModuleBuildRecord } from './moduleAction.js';
 import {
   canonicalSame,
@@ -71,6 +73,10 @@ export interface BuildOptions {
   modulesOnly?: boolean;
   /** The remote cache (default: from OSVB_REMOTE_CACHE_URL and friends; null: none). */
   remoteCache?: RemoteCacheConfig | null;
+  /** A prebuilt kernel (a kernel build's output directory, or a loader.img): usr.img is written with it. */
+  kernel?: string;
+  /** usr.img as qcow2 (default, as scripts/build) or raw (`usr.raw`). */
+  imageFormat?: DiskFormat;
 }
 
 export interface ResolvedBuild {
@@ -510,6 +516,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     return { ...plan, images: {}, built, restored, fromRemote, outputs: none, written: [], durationMs };
   }
   if (plan.evaluation.appsError) throw workerErrorToOsvb(plan.evaluation.appsError);
+  const { words } = resolved;
+  const loaderImg = prepareKernel({ kernel: opts.kernel, fs: words.fs, buildPath: resolved.buildPath, statCache, reporter });
+  if (loaderImg && words.fsSizeWarning) reporter({ type: 'warning', text: words.fsSizeWarning });
   const deps = opts.command ? collectDependencies(plan, withMakefile) : undefined;
   const outputs = generateOsvOutputs({
     osvBase: resolved.osvBase,
@@ -541,6 +550,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       : {}),
   });
   if (outputs.noAppsSelected) reporter({ type: 'log', text: 'No apps selected' });
+  // With a disk to write, BUILD/cmdline ends as scripts/build leaves it.
+  if (loaderImg && !unsupportedDiskFs(words.fs)) outputs.files.set('cmdline', diskCmdline(words.fs, outputs.files.get('cmdline') ?? ''));
   const written = writeOsvOutputs(resolved.buildPath, outputs);
   reporter({ type: 'outputs-written', files: written });
   const images = await writeImages({
@@ -558,11 +569,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     exportDir: resolved.words.exportDir,
     ociDir: opts.ociDir ?? resolved.words.ociDir,
     requireImage: opts.requireImage ?? false,
+    loaderImg,
+    disk: { format: opts.imageFormat ?? 'qcow2', createDisk: words.createDisk, fsSize: words.fsSize },
     reporter,
   });
   statCache.save();
   // Image outputs are not fingerprinted: a build that makes one never writes the no-op memo.
-  if (deps && (images.rofs || images.exported || images.oci)) deps.fail('image outputs are not fingerprinted');
+  if (deps && (images.rofs || images.exported || images.oci || images.disk)) deps.fail('image outputs are not fingerprinted');
   if (deps && opts.command) {
     for (const name of outputs.files.keys()) deps.add(path.join(resolved.buildPath, name));
     deps.write({

@@ -5,10 +5,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isOsvbError } from '../errors/index.js';
+import { isOsvbError, OsvbError } from '../errors/index.js';
 import { pyJoin, writeFileAtomic, type WalkOrder } from '../fsutil/index.js';
 import type { StatCache } from '../hash/index.js';
 import { exportManifest, writeOciLayout, writeRofsImageFromManifest, type OsvOutputs } from '../image/index.js';
+import { fileSignature, unsupportedDiskFs, writeDiskImage, type DiskFormat, type DiskWriteResult } from '../image/disk/index.js';
 import type { StripContext } from '../image/strip.js';
 import { computeLayers } from '../layers/index.js';
 import type { Reporter } from '../report/index.js';
@@ -28,8 +29,11 @@ export interface ImageStageInput {
   exportMode: 'none' | 'selected' | 'all';
   exportDir: string | undefined;
   ociDir: string | undefined;
-  /** Fail (instead of warning) when rofs.img cannot be made from the manifest. */
+  /** Fail (instead of warning) when rofs.img (or usr.img) cannot be made. */
   requireImage: boolean;
+  /** The kernel's loader.img in the build path: usr.img is written when there is one. */
+  loaderImg: string | undefined;
+  disk: { format: DiskFormat; createDisk: boolean; fsSize: number };
   reporter: Reporter;
 }
 
@@ -37,6 +41,12 @@ export interface ImageStageResult {
   rofs?: { written: boolean; bytesWritten: number; filesWritten: number; filesReused: number; mode: string; reason?: string; treeReused?: boolean };
   exported?: { dir: string; changed: number };
   oci?: { dir: string; layersWritten: number; layersReused: number; manifestDigest: string };
+  disk?: DiskWriteResult;
+}
+
+/** scripts/build's last word on BUILD/cmdline when it makes a disk: `--rootfs=<fs> <cmdline>`. */
+export function diskCmdline(fsType: FsType, cmdline: string): string {
+  return `--rootfs=${fsType} ${cmdline.replace(/\n+$/, '')}`;
 }
 
 const ROFS_FAMILY: readonly FsType[] = ['rofs', 'rofs_with_zfs', 'rofs_with_ext'];
@@ -84,7 +94,7 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
   const wantsRofs = ROFS_FAMILY.includes(input.fs);
   const wantsExport = input.exportMode !== 'none';
   const result: ImageStageResult = {};
-  if (!wantsRofs && !wantsExport && !input.ociDir) return result;
+  if (!wantsRofs && !wantsExport && !input.ociDir && !input.loaderImg) return result;
 
   const fstab = fstabFor(input.fs, input.osvBase);
   if (fstab !== undefined) writeIfChanged(path.join(input.buildPath, 'fstab'), fstab);
@@ -97,8 +107,10 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
   const strip: StripContext = { cwd: input.buildPath, strip: input.env['STRIP'] || 'strip', cacheDir: input.cacheDir, warn, digest };
   const defines = { libgcc_s_dir: input.libgccSDir };
 
+  let rofsUpdate: { before: string | undefined; changed: Array<[number, number]> | undefined } | undefined;
   if (wantsRofs) {
     const out = path.join(input.buildPath, 'rofs.img');
+    const before = fileSignature(out);
     try {
       const stats = await writeRofsImageFromManifest(
         usrText,
@@ -107,6 +119,7 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
         { incremental: true },
       );
       result.rofs = { written: true, bytesWritten: stats.bytesWritten, filesWritten: stats.filesWritten, filesReused: stats.filesReused, mode: stats.mode, treeReused: stats.treeReused ?? false };
+      rofsUpdate = { before, changed: stats.changed };
       input.reporter({
         type: 'log',
         text: `rofs.img ${stats.mode === 'in-place' ? `updated in place${stats.treeReused ? ' (same tree)' : ''}` : 'written'}: ${stats.filesWritten} files written, ${stats.filesReused} reused, ${stats.bytesWritten} bytes`,
@@ -118,6 +131,13 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
       result.rofs = { written: false, bytesWritten: 0, filesWritten: 0, filesReused: 0, mode: 'none', reason: e.format() };
       warn(`rofs.img was not written (pass --require-image to make this an error):\n${e.format().replace(/^/gm, '  ')}`);
     }
+  }
+
+  if (input.loaderImg) {
+    const disk = writeDisk(input, rofsUpdate, result.rofs?.written === false);
+    if (disk) result.disk = disk;
+  } else if (wantsRofs && result.rofs?.written) {
+    input.reporter({ type: 'log', text: 'usr.img not written: no kernel (pass --kernel DIR with a prebuilt OSv kernel, or build in an OSv source tree)' });
   }
 
   if (wantsExport) {
@@ -142,3 +162,35 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
   return result;
 }
 
+/** usr.img (or disk.img) from loader.img and rofs.img, when the file system allows it. */
+function writeDisk(
+  input: ImageStageInput,
+  rofsUpdate: { before: string | undefined; changed: Array<[number, number]> | undefined } | undefined,
+  rofsMissing: boolean,
+): DiskWriteResult | undefined {
+  const name = input.disk.createDisk ? 'disk.img' : 'usr.img';
+  const unsupported = unsupportedDiskFs(input.fs);
+  const skip = (why: string): undefined => {
+    if (input.requireImage) throw new OsvbError('OSVB_DISK_UNSUPPORTED', `${name} was not written: ${why}`);
+    input.reporter({ type: 'warning', text: `${name} was not written: ${why}` });
+    return undefined;
+  };
+  if (unsupported) return skip(unsupported);
+  if (rofsMissing) return skip('rofs.img could not be made (see above)');
+  const res = writeDiskImage({
+    buildPath: input.buildPath,
+    fs: input.fs,
+    loaderImg: input.loaderImg as string,
+    diskBin: path.join(input.osvBase, 'scripts', 'disk.bin'),
+    ...(ROFS_FAMILY.includes(input.fs) ? { rofsImg: path.join(input.buildPath, 'rofs.img') } : {}),
+    ...(rofsUpdate ? { rofsUpdate } : {}),
+    cmdline: input.outputs.files.get('cmdline') ?? '',
+    fsSize: input.disk.fsSize,
+    createDisk: input.disk.createDisk,
+    format: input.disk.format,
+    digest: (f) => input.statCache.digest(f),
+  });
+  const what = res.mode === 'unchanged' ? 'unchanged' : res.mode === 'in-place' ? `updated in place: ${res.bytesWritten} bytes written` : `written (${res.reason ?? 'full write'})`;
+  input.reporter({ type: 'log', text: `${path.relative(process.cwd(), res.file) || res.file} ${what}` });
+  return res;
+}

@@ -4,6 +4,7 @@
  * --append-manifest turn into module.py's spec, skeleton and --no-required. Pure.
  */
 import { OsvbError } from '../errors/index.js';
+import { fsSizeFromWords } from '../image/disk/plan.js';
 
 export type FsType = 'zfs' | 'rofs' | 'ramfs' | 'virtiofs' | 'ext' | 'rofs_with_zfs' | 'rofs_with_ext';
 const FS_TYPES: readonly FsType[] = ['zfs', 'rofs', 'ramfs', 'virtiofs', 'ext', 'rofs_with_zfs', 'rofs_with_ext'];
@@ -34,7 +35,13 @@ export interface BuildWords {
   exportDir: string | undefined;
   /** `oci=DIR`: write an OCI image layout there. */
   ociDir: string | undefined;
-  /** Words scripts/build accepts that osvb ignores (kernel/disk options), for a notice. */
+  /** `--create-disk`: a kernel-less disk.img instead of usr.img. */
+  createDisk: boolean;
+  /** The disk's size in bytes (`fs_size=`, `fs_size_mb=`; default 512 MiB), rounded down to 512. */
+  fsSize: number;
+  /** Why fs_size was changed (not a multiple of 512), for a warning. */
+  fsSizeWarning?: string;
+  /** Words scripts/build accepts that osvb ignores (zfs disk options), for a notice. */
   ignored: string[];
 }
 
@@ -48,6 +55,7 @@ export function parseBuildWords(words: readonly string[]): BuildWords {
   const ignored: string[] = [];
   let jobs: string | undefined;
   let appendManifest = false;
+  let createDisk = false;
   let checkNumber = false;
 
   for (const w of words) {
@@ -80,6 +88,8 @@ export function parseBuildWords(words: readonly string[]): BuildWords {
       vars['image'] = 'tests';
     } else if (w === '--append-manifest') {
       appendManifest = true;
+    } else if (w === '--create-disk') {
+      createDisk = true;
     } else if (CONSUMED_FLAGS.has(w)) {
       ignored.push(w);
     } else if (w === 'clean') {
@@ -128,6 +138,7 @@ export function parseBuildWords(words: readonly string[]): BuildWords {
   }
   if (appendManifest && spec === '!default') spec = 'empty';
   if (fs === 'ext' || fs === 'rofs_with_ext') spec += ',libext';
+  const fsSize = fsSizeFromWords(vars);
 
   return {
     vars,
@@ -144,6 +155,9 @@ export function parseBuildWords(words: readonly string[]): BuildWords {
     exportMode: exportValue as BuildWords['exportMode'],
     exportDir: vars['export_dir'],
     ociDir: vars['oci'],
+    createDisk,
+    fsSize: fsSize.bytes,
+    ...(fsSize.warning ? { fsSizeWarning: fsSize.warning } : {}),
     ignored,
   };
 }

@@ -1,0 +1,125 @@
+/**
+ * OSv's command line on the disk (bytes from 512 up to a NUL; scripts/imgedit.py getargs and
+ * setargs), and run.py's `-e CMD` done without writing to the image: a temporary qcow2
+ * overlay backed by it carries the new command line.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { OsvbError } from '../errors/index.js';
+import { Qcow2Image } from '../image/disk/qcow2.js';
+import type { DiskFormat } from './qemu.js';
+
+/** Where OSv's boot sector reads the command line from, and how much it reads (63 sectors). */
+export const CMDLINE_OFFSET = 512;
+export const CMDLINE_AREA = 63 * 512;
+
+/** The C string at the start of `bytes` (all of it when there is no NUL), as latin1 → utf8 text. */
+function cString(bytes: Buffer): string {
+  const nul = bytes.indexOf(0);
+  return bytes.subarray(0, nul < 0 ? bytes.length : nul).toString('utf8');
+}
+
+/**
+ * The image's command line (imgedit.py getargs). A qcow2 image is read through a throwaway
+ * overlay (the qcow2 module opens backing files read-only), so the image is never opened for writing.
+ */
+export function readImageCmdline(image: string, format: DiskFormat): string {
+  if (format === 'raw') {
+    const fd = fs.openSync(image, 'r');
+    try {
+      const buf = Buffer.alloc(CMDLINE_AREA);
+      const n = fs.readSync(fd, buf, 0, buf.length, CMDLINE_OFFSET);
+      return cString(buf.subarray(0, n));
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-run-'));
+  try {
+    const q = Qcow2Image.create(path.join(dir, 'read.qcow2'), virtualSize(image, format), { file: path.resolve(image), format });
+    try {
+      return cString(q.read(CMDLINE_OFFSET, CMDLINE_AREA));
+    } finally {
+      q.close();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const ROOTFS = /^(?:\s*--[^\s]+)*?\s*(--rootfs=[^\s]*)/;
+
+/**
+ * The command line `-e CMD` boots with. run.py writes CMD as it is (imgedit.py setargs), which
+ * drops the `--rootfs=X` that scripts/build put in front of the image's command line; OSv then
+ * auto-discovers the root file system (rofs, virtio-fs, ext, zfs in turn). osvb keeps that
+ * option when it is among the old line's leading options and CMD has no `--rootfs=` of its own,
+ * so the image boots the file system it was built for.
+ */
+export function commandLineForExecute(imageCmdline: string, execute: string): string {
+  if (/(^|\s)--rootfs=/.test(execute)) return execute;
+  const m = ROOTFS.exec(imageCmdline);
+  return m ? `${m[1]} ${execute}` : execute;
+}
+
+/** The C string for byte 512, checked against the 63 sectors OSv's boot sector reads. */
+export function cmdlineBytes(cmdline: string): Buffer {
+  const bytes = Buffer.from(cmdline + '\0', 'utf8');
+  if (bytes.length > CMDLINE_AREA) {
+    throw new OsvbError('OSVB_USAGE', `-e: the command line is ${bytes.length - 1} bytes long; OSv's boot sector reads at most ${CMDLINE_AREA - 1}`, {
+      hint: 'shorten the command, or move arguments into a file the app reads',
+    });
+  }
+  if (cmdline.includes('\0')) throw new OsvbError('OSVB_USAGE', '-e: the command line contains a NUL character');
+  return bytes;
+}
+
+/** The virtual size of a disk image: the file's size for raw, the qcow2 header's `size` field (big-endian u64 at byte 24). */
+function virtualSize(image: string, format: DiskFormat): number {
+  if (format === 'raw') return fs.statSync(image).size;
+  const fd = fs.openSync(image, 'r');
+  try {
+    const head = Buffer.alloc(32);
+    if (fs.readSync(fd, head, 0, 32, 0) !== 32) throw new OsvbError('OSVB_RUN_IMAGE', `${image}: a qcow2 header cut short`);
+    return Number(head.readBigUInt64BE(24));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export interface Overlay {
+  /** The qcow2 overlay to boot. */
+  file: string;
+  /** The command line written into it. */
+  cmdline: string;
+  /** Removes the overlay's temporary directory. */
+  dispose(): void;
+}
+
+/**
+ * run.py's `-e CMD` without touching the image: a temporary qcow2 overlay backed by `image`
+ * (by its absolute path; the image is opened read-only) whose byte 512 holds the command line
+ * `commandLineForExecute` makes from the image's own line (read through the overlay) and CMD.
+ */
+export function createExecuteOverlay(image: string, format: DiskFormat, execute: string): Overlay {
+  const backing = path.resolve(image);
+  const size = virtualSize(backing, format);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-run-'));
+  const dispose = (): void => fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    const file = path.join(dir, 'overlay.qcow2');
+    const q = Qcow2Image.create(file, size, { file: backing, format });
+    let cmdline: string;
+    try {
+      cmdline = commandLineForExecute(cString(q.read(CMDLINE_OFFSET, CMDLINE_AREA)), execute);
+      q.write(CMDLINE_OFFSET, cmdlineBytes(cmdline));
+    } finally {
+      q.close();
+    }
+    return { file, cmdline, dispose };
+  } catch (e) {
+    dispose();
+    throw e;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * usr.img against OSv's own tools: on the same loader.img (../shared/osv-kernel) and the same
+ * usr.manifest, the guest-visible bytes of osvb's usr.img (qcow2 and raw) equal those of the
+ * usr.img that scripts/build's commands make (gen-rofs-img.py, imgedit.py through qemu-nbd,
+ * qemu-img, dd), recorded by tools/conformance/disk-oracle.mjs in disk/expected.json as sha256
+ * digests with the final BUILD/cmdline text.
+ */
+import { spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { diskCmdline } from '../../packages/engine/src/pipeline/images.js';
+import { writeDiskImage } from '../../packages/engine/src/image/disk/index.js';
+import { writeRofsImageFromManifest } from '../../packages/engine/src/image/rofs/index.js';
+import { initHashing } from '../../packages/engine/src/hash/index.js';
+import { REPO, tempDir } from '../helpers/cli.js';
+import { missingFor, SHARED_KERNEL, toRaw } from '../helpers/tools.js';
+
+const FIXTURE = path.join(REPO, 'test/conformance/disk');
+const cases = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'cases.json'), 'utf8')) as Record<string, { fs: 'rofs' | 'ramfs' | 'virtiofs'; cmdline: string; fs_size?: number }>;
+const expected = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'expected.json'), 'utf8')) as {
+  loaderSha256: string;
+  cases: Record<string, { sha256: string; size: number; cmdline: string; rofsSha256?: string }>;
+};
+const sha256 = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+const skip = missingFor('conformance/disk.test.ts', ['kernel', 'qemu-img']);
+
+describe.skipIf(skip !== undefined)('usr.img equals what scripts/build makes (disk-oracle)', () => {
+  it('uses the loader.img the expectations were made with', () => {
+    expect(sha256(fs.readFileSync(path.join(SHARED_KERNEL, 'loader.img')))).toBe(expected.loaderSha256);
+  });
+
+  for (const [name, c] of Object.entries(cases)) {
+    for (const format of ['qcow2', 'raw'] as const) {
+      it(`${name} (${format})`, async () => {
+        await initHashing();
+        const build = tempDir('osvb-disk-conf-');
+        try {
+          fs.cpSync(path.join(FIXTURE, 'tree'), build, { recursive: true });
+          const want = expected.cases[name];
+          if (!want) throw new Error(`no expectation for ${name}: run node tools/conformance/disk-oracle.mjs`);
+          let rofsImg: string | undefined;
+          if (c.fs === 'rofs') {
+            rofsImg = path.join(build, 'rofs.img');
+            const text = fs.readFileSync(path.join(build, 'usr.manifest'), 'utf8');
+            await writeRofsImageFromManifest(text, { file: 'usr.manifest', cwd: build, walkOrder: 'sorted', strip: false }, rofsImg, { incremental: false });
+            expect(sha256(fs.readFileSync(rofsImg))).toBe(want.rofsSha256);
+          }
+          const cmdline = diskCmdline(c.fs, c.cmdline);
+          expect(cmdline).toBe(want.cmdline);
+          const res = writeDiskImage({
+            buildPath: build,
+            fs: c.fs,
+            loaderImg: path.join(SHARED_KERNEL, 'loader.img'),
+            ...(rofsImg ? { rofsImg } : {}),
+            cmdline,
+            fsSize: c.fs_size ?? 512 * 1024 * 1024,
+            createDisk: false,
+            format,
+          });
+          expect(res.file).toBe(path.join(build, format === 'raw' ? 'usr.raw' : 'usr.img'));
+          if (format === 'qcow2') {
+            const check = spawnSync('qemu-img', ['check', res.file], { encoding: 'utf8' });
+            expect(check.status, check.stdout + check.stderr).toBe(0);
+            const info = JSON.parse(spawnSync('qemu-img', ['info', '--output=json', res.file], { encoding: 'utf8' }).stdout) as { format: string };
+            expect(info.format).toBe('qcow2');
+          }
+          const raw = toRaw(res.file, path.join(build, 'guest.raw'));
+          expect(raw.length).toBe(want.size);
+          expect(sha256(raw)).toBe(want.sha256);
+        } finally {
+          fs.rmSync(build, { recursive: true, force: true });
+        }
+      });
+    }
+  }
+});

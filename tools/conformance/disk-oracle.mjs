@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// Disk oracle: regenerates test/conformance/disk/expected.json by assembling usr.img with OSv's
+// own tools, in the order scripts/build runs them (create_rofs_disk and the ramfs case block,
+// then the cmdline prefix and `imgedit.py setargs`): gen-rofs-img.py, imgedit.py (through
+// qemu-nbd), qemu-img, dd. The expected file keeps, per case, the sha256 of the guest-visible
+// bytes (qemu-img convert -O raw), the virtual size and the final BUILD/cmdline text.
+//
+//   node tools/conformance/disk-oracle.mjs
+//   OSV_REF=/path/to/osv        OSv checkout (default /work/ref/osv)
+//   OSV_KERNEL=/path/to/dir     a kernel build's outputs (default ../shared/osv-kernel)
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ref = path.resolve(process.env.OSV_REF || '/work/ref/osv');
+const kernel = path.resolve(process.env.OSV_KERNEL || path.join(root, '../shared/osv-kernel'));
+const fixture = path.join(root, 'test/conformance/disk');
+const cases = JSON.parse(fs.readFileSync(path.join(fixture, 'cases.json'), 'utf8'));
+
+function sh(script, cwd) {
+  return execFileSync('bash', ['-c', `set -euo pipefail\n${script}`], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+export function rawDigest(image) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'disk-oracle-raw-'));
+  try {
+    const raw = path.join(tmp, 'x.raw');
+    execFileSync('qemu-img', ['convert', '-O', 'raw', image, raw]);
+    const h = crypto.createHash('sha256');
+    const fd = fs.openSync(raw, 'r');
+    const buf = Buffer.alloc(1 << 22);
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+    fs.closeSync(fd);
+    return { sha256: h.digest('hex'), size: fs.statSync(raw).size };
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const sha = (f) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+const out = { generatedBy: 'tools/conformance/disk-oracle.mjs', loaderSha256: sha(path.join(kernel, 'loader.img')), cases: {} };
+for (const [name, c] of Object.entries(cases)) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), `disk-oracle-${name}-`));
+  try {
+    fs.cpSync(path.join(fixture, 'tree'), work, { recursive: true });
+    fs.copyFileSync(path.join(kernel, 'loader.img'), path.join(work, 'loader.img'));
+    fs.writeFileSync(path.join(work, 'cmdline'), c.cmdline);
+    const fsSize = c.fs_size ?? 512 * 1024 * 1024;
+    const S = `${ref}/scripts`;
+    let steps = `loader_size=$(stat --printf %s loader.img)\nkernel_end=$(($loader_size+2097151 & ~2097151))\nfs_size=${fsSize}\n`;
+    if (c.fs === 'rofs') {
+      steps += `python3 ${S}/gen-rofs-img.py -o rofs.img -m usr.manifest >/dev/null
+partition_size=$(stat --printf %s rofs.img)
+image_size=$fs_size
+cp loader.img bare.raw
+python3 ${S}/imgedit.py setpartition "-f raw bare.raw" 2 $kernel_end $partition_size
+qemu-img resize bare.raw \${image_size}b >/dev/null 2>&1
+dd if=rofs.img of=bare.raw obs=$kernel_end seek=1 >/dev/null 2>&1
+qemu-img convert -f raw -O qcow2 bare.raw usr.img
+qemu-img resize usr.img \${image_size}b >/dev/null 2>&1
+`;
+    } else {
+      steps += `image_size=$kernel_end
+cp loader.img bare.raw
+python3 ${S}/imgedit.py setpartition "-f raw bare.raw" 2 $kernel_end 0
+qemu-img resize bare.raw \${image_size}b >/dev/null 2>&1
+qemu-img convert -f raw -O qcow2 bare.raw usr.img
+`;
+    }
+    steps += `cmdline=$(cat cmdline)
+echo -n "--rootfs=${c.fs} \${cmdline}" > cmdline
+PYTHONPATH=${S} python3 ${S}/imgedit.py setargs usr.img \`cat cmdline\`
+`;
+    sh(steps, work);
+    out.cases[name] = { ...rawDigest(path.join(work, 'usr.img')), cmdline: fs.readFileSync(path.join(work, 'cmdline'), 'utf8') };
+    if (c.fs === 'rofs') out.cases[name].rofsSha256 = sha(path.join(work, 'rofs.img'));
+    console.log(name, out.cases[name].sha256);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+fs.writeFileSync(path.join(fixture, 'expected.json'), JSON.stringify(out, null, 2) + '\n');
