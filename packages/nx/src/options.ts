@@ -8,6 +8,13 @@ export interface ImageOptions {
    * image=default). Relative export_dir= and oci= paths are taken from the OSv base.
    */
   words?: string[];
+  /**
+   * A prebuilt OSv kernel (a kernel build's output directory, or a loader.img), relative to the
+   * workspace root: the image target also writes usr.img, and a `run` target boots it.
+   */
+  kernel?: string;
+  /** usr.img as qcow2 (default) or raw (usr.raw). */
+  imageFormat?: 'qcow2' | 'raw';
 }
 
 export interface OsvNxPluginOptions {
@@ -27,12 +34,12 @@ export interface NormalizedOptions {
   bases: string[] | undefined;
   projectPrefix: string;
   buildTargetName: string;
-  images: Array<{ name: string; words: string[] }>;
+  images: Array<{ name: string; words: string[]; kernel?: string; imageFormat?: 'qcow2' | 'raw' }>;
   cacheDir: string | undefined;
 }
 
 const KEYS = ['bases', 'projectPrefix', 'buildTargetName', 'images', 'cacheDir'];
-const IMAGE_KEYS = ['words'];
+const IMAGE_KEYS = ['words', 'kernel', 'imageFormat'];
 
 function fail(message: string): never {
   throw new Error(`@osv-build/nx: invalid options in nx.json: ${message}`);
@@ -60,7 +67,15 @@ export function normalizeOptions(raw: unknown): NormalizedOptions {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"images.${name}" must be an object`);
     const io = v as Record<string, unknown>;
     for (const k of Object.keys(io)) if (!IMAGE_KEYS.includes(k)) fail(`unknown option "images.${name}.${k}" (known: ${IMAGE_KEYS.join(', ')})`);
-    images.push({ name, words: io['words'] === undefined ? [] : stringArray(io['words'], `images.${name}.words`) });
+    const kernel = optionalString(io['kernel'], `images.${name}.kernel`);
+    const format = io['imageFormat'];
+    if (format !== undefined && format !== 'qcow2' && format !== 'raw') fail(`"images.${name}.imageFormat" must be "qcow2" or "raw"`);
+    images.push({
+      name,
+      words: io['words'] === undefined ? [] : stringArray(io['words'], `images.${name}.words`),
+      ...(kernel ? { kernel } : {}),
+      ...(format ? { imageFormat: format } : {}),
+    });
   }
   const prefix = o['projectPrefix'];
   if (prefix !== undefined && typeof prefix !== 'string') fail('"projectPrefix" must be a string');

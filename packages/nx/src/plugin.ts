@@ -15,7 +15,7 @@ import type {
   RawProjectGraphDependency,
   TargetConfiguration,
 } from '@nx/devkit';
-import { describeBase, isOsvbError, parseBuildWords, TOOLCHAIN_ENV, type BaseDescription } from '@osv-build/engine';
+import { describeBase, isOsvbError, KERNEL_BUILD_FILES, parseBuildWords, TOOLCHAIN_ENV, type BaseDescription } from '@osv-build/engine';
 import { moduleOutputs } from './gitignore.js';
 import { normalizeOptions, type NormalizedOptions } from './options.js';
 
@@ -84,14 +84,34 @@ function envInputs(): Array<{ env: string }> {
   return [...TOOLCHAIN_ENV].sort().map((env) => ({ env }));
 }
 
+/**
+ * A prebuilt kernel is an input of the image: its files when it is in the workspace, else (Nx
+ * hashes no file outside it) a checksum of its loader.img taken when the task is hashed.
+ */
+function kernelInputs(kernel: string | undefined, workspaceRoot: string): Array<string | { runtime: string }> {
+  if (!kernel) return [];
+  const abs = path.resolve(workspaceRoot, kernel);
+  const rel = relative(workspaceRoot, abs);
+  const isDir = fs.statSync(abs, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  if (rel && rel !== '.') return isDir ? KERNEL_BUILD_FILES.map((f) => `{workspaceRoot}/${rel}/${f}`) : [`{workspaceRoot}/${rel}`];
+  const files = isDir ? KERNEL_BUILD_FILES.map((f) => path.join(abs, f)) : [abs];
+  return [{ runtime: `cksum ${files.map((f) => `'${f.replace(/'/g, "'\\''")}'`).join(' ')} 2>/dev/null; true` }];
+}
+
 function imageProjectName(image: string, base: string, bases: number): string {
   return bases > 1 ? `${path.posix.basename(base)}-${image}` : image;
 }
 
 /** The files `osvb build` writes for these words, as Nx outputs (workspace-relative). */
-function imageOutputs(buildPathRel: string | undefined, words: readonly string[], workspaceRoot: string, base: string): string[] {
+function imageOutputs(buildPathRel: string | undefined, words: readonly string[], workspaceRoot: string, base: string, kernel: { format: 'qcow2' | 'raw' } | undefined): string[] {
   const out: string[] = [];
   const parsed = parseBuildWords(words);
+  if (buildPathRel && kernel) {
+    // The prebuilt kernel's files placed in the build path, and the disk with its record.
+    for (const f of KERNEL_BUILD_FILES) out.push(`{workspaceRoot}/${buildPathRel}/${f}`);
+    const disk = `${parsed.createDisk ? 'disk' : 'usr'}.${kernel.format === 'raw' ? 'raw' : 'img'}`;
+    out.push(`{workspaceRoot}/${buildPathRel}/${disk}`, `{workspaceRoot}/${buildPathRel}/${disk}.osvb-disk.json`);
+  }
   if (buildPathRel) {
     // What writeOsvOutputs and the image stage write: OSv's outputs, run_on_init command files,
     // javamains, fstab, and for the rofs family the image and its layout record.
@@ -160,12 +180,15 @@ function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, w
     const negations = [buildPathRel, cacheRel].filter((p): p is string => p !== undefined && (p === base || p.startsWith(`${base}/`)) && p !== base).map((p) => `!{workspaceRoot}/${p}/**/*`);
     // Only what the image step writes: module outputs are the module targets' (listing hundreds of
     // module globs here made every cached image run expand them: +6% on a 500-module base).
-    const outputs = imageOutputs(buildPathRel, img.words, workspaceRoot, base);
+    const conf = opts.images.find((i) => i.name === img.name);
+    const kernel = conf?.kernel;
+    const diskOptions = { ...(kernel ? { kernel } : {}), ...(conf?.imageFormat ? { imageFormat: conf.imageFormat } : {}) };
+    const outputs = imageOutputs(buildPathRel, img.words, workspaceRoot, base, kernel ? { format: conf?.imageFormat ?? 'qcow2' } : undefined);
     const build: TargetConfiguration = {
       executor: `${PLUGIN_NAME}:image`,
-      options: { osvBase: base, words: img.words },
+      options: { osvBase: base, words: img.words, ...diskOptions },
       cache: true,
-      inputs: ['osvImage', '^osvModule', ...envInputs()],
+      inputs: ['osvImage', '^osvModule', ...envInputs(), ...kernelInputs(kernel, workspaceRoot)],
       outputs,
       metadata: { description: `osvb build ${img.words.join(' ') || '(image=default)'} in ${base}`, technologies: ['osv'] },
     };
@@ -176,6 +199,14 @@ function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, w
       cache: false,
       metadata: { description: `osvb watch ${img.words.join(' ')}: build, then rebuild what each change touches`.replace('watch :', 'watch:'), technologies: ['osv'] },
     };
+    // Boots the image the build target wrote (needs a kernel to have written usr.img).
+    const run: TargetConfiguration = {
+      executor: `${PLUGIN_NAME}:run`,
+      options: { osvBase: base, words: img.words, ...(conf?.imageFormat ? { imageFormat: conf.imageFormat } : {}) },
+      dependsOn: [opts.buildTargetName],
+      cache: false,
+      metadata: { description: `osvb run: boot the image ${opts.buildTargetName} wrote under QEMU${kernel ? '' : ' (set images.<name>.kernel so the build writes usr.img)'}`, technologies: ['osv'] },
+    };
     const name = imageProjectName(img.name, base, bases);
     if (projects[base]) throw new Error(`${PLUGIN_NAME}: two image projects for ${base}; only one image project per base is supported (got "${projects[base].name}" and "${name}")`);
     projects[base] = {
@@ -184,7 +215,7 @@ function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, w
       projectType: 'application',
       tags: ['osv:image'],
       namedInputs: { osvImage: ['{projectRoot}/**/*', ...negations] },
-      targets: { [opts.buildTargetName]: build, watch },
+      targets: { [opts.buildTargetName]: build, watch, run },
     };
   }
   return projects;

@@ -3,3 +3,4 @@ export * from './rofs/index.js';
 export * from './bootfs/index.js';
 export * from './export/index.js';
 export * from './oci/index.js';
+export * from './disk/index.js';

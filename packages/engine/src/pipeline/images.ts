@@ -137,7 +137,7 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
     const disk = writeDisk(input, rofsUpdate, result.rofs?.written === false);
     if (disk) result.disk = disk;
   } else if (wantsRofs && result.rofs?.written) {
-    input.reporter({ type: 'log', text: 'usr.img not written: no kernel (pass --kernel DIR with a prebuilt OSv kernel, or build in an OSv source tree)' });
+    input.reporter({ type: 'notice', text: 'usr.img not written: no kernel (pass --kernel DIR with a prebuilt OSv kernel, or build in an OSv source tree)' });
   }
 
   if (wantsExport) {
@@ -190,7 +190,14 @@ function writeDisk(
     format: input.disk.format,
     digest: (f) => input.statCache.digest(f),
   });
-  const what = res.mode === 'unchanged' ? 'unchanged' : res.mode === 'in-place' ? `updated in place: ${res.bytesWritten} bytes written` : `written (${res.reason ?? 'full write'})`;
-  input.reporter({ type: 'log', text: `${path.relative(process.cwd(), res.file) || res.file} ${what}` });
+  input.reporter({
+    type: 'disk-written',
+    file: res.file,
+    mode: res.mode,
+    bytesWritten: res.bytesWritten,
+    virtualSize: res.plan.virtualSize,
+    durationMs: res.durationMs,
+    ...(res.reason ? { reason: res.reason } : {}),
+  });
   return res;
 }

@@ -16,6 +16,10 @@ export type BuildEvent =
   | { type: 'log'; text: string }
   | { type: 'warning'; text: string }
   | { type: 'outputs-written'; files: string[] }
+  /** A disk image (usr.img) was brought up to date: written anew, changed in place, or found current. */
+  | { type: 'disk-written'; file: string; mode: 'full' | 'in-place' | 'unchanged'; bytesWritten: number; virtualSize: number; reason?: string; durationMs: number }
+  /** Something the user should see once, that is not a problem (e.g. how to get a usr.img). */
+  | { type: 'notice'; text: string }
   | { type: 'done'; ok: boolean; durationMs: number; modules: number; built: number; restored: number; failed: number; evaluationCached: boolean; /** Of `restored`, from the remote cache. */ fromRemote?: number };
 
 export type Reporter = (event: BuildEvent) => void;

@@ -45,6 +45,16 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
       case 'warning':
         write(`warning: ${e.text}`);
         break;
+      case 'notice':
+        write(e.text);
+        break;
+      case 'disk-written': {
+        const mib = `${Math.round(e.virtualSize / (1024 * 1024))} MiB disk`;
+        const what =
+          e.mode === 'unchanged' ? 'up to date' : e.mode === 'in-place' ? `updated in place (${e.bytesWritten} bytes written)` : `written${opts.verbose && e.reason ? ` (${e.reason})` : ''}`;
+        write(`${e.file}: ${what}, ${mib} (${secs(e.durationMs)})`);
+        break;
+      }
       case 'outputs-written':
         if (opts.verbose) for (const f of e.files) write(`wrote ${f}`);
         break;

@@ -14,7 +14,7 @@ import type { DiskFormat } from './qemu.js';
 export const CMDLINE_OFFSET = 512;
 export const CMDLINE_AREA = 63 * 512;
 
-/** The C string at the start of `bytes` (all of it when there is no NUL), as latin1 → utf8 text. */
+/** The C string at the start of `bytes` (all of it when there is no NUL), as UTF-8 text. */
 function cString(bytes: Buffer): string {
   const nul = bytes.indexOf(0);
   return bytes.subarray(0, nul < 0 ? bytes.length : nul).toString('utf8');

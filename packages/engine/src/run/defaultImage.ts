@@ -18,13 +18,23 @@ export interface DefaultImageOptions {
  * without evaluating anything (and without looking for gcc).
  */
 export function defaultRunImage(opts: DefaultImageOptions): string {
-  const { buildPath } = resolveBuild({
-    words: opts.words,
-    ...(opts.osvBase !== undefined ? { osvBase: opts.osvBase } : {}),
-    ...(opts.buildPath !== undefined ? { buildPath: opts.buildPath } : {}),
-    ...(opts.env ? { env: opts.env } : {}),
-    libgccSDir: '',
-  });
+  let buildPath: string;
+  try {
+    ({ buildPath } = resolveBuild({
+      words: opts.words,
+      ...(opts.osvBase !== undefined ? { osvBase: opts.osvBase } : {}),
+      ...(opts.buildPath !== undefined ? { buildPath: opts.buildPath } : {}),
+      ...(opts.env ? { env: opts.env } : {}),
+      libgccSDir: '',
+    }));
+  } catch (e) {
+    if (e instanceof OsvbError && e.code === 'OSVB_CONFIG_MISSING') {
+      throw new OsvbError(e.code, `${e.message}, so there is no default image`, {
+        hint: 'name the image (osvb run IMAGE), or run in an OSv base (or pass --osv-base DIR)',
+      });
+    }
+    throw e;
+  }
   const img = path.join(buildPath, 'usr.img');
   const raw = path.join(buildPath, 'usr.raw');
   if (fs.existsSync(img) || !fs.existsSync(raw)) {

@@ -20,5 +20,5 @@ export {
   type VmStatus,
 } from './qemu.js';
 export { runVm, chooseAccel, qemuBinary, formatCommand } from './vm.js';
-export { readImageCmdline, commandLineForExecute, createCmdlineOverlay, cmdlineBytes, type Overlay } from './cmdline.js';
+export { readImageCmdline, commandLineForExecute, createExecuteOverlay, cmdlineBytes, type Overlay } from './cmdline.js';
 export { defaultRunImage, type DefaultImageOptions } from './defaultImage.js';

@@ -118,7 +118,7 @@ describe('the -e command line', () => {
     const img = Buffer.alloc(4096, 0xff);
     img.write('--rootfs=rofs /hello\0junk', 512, 'utf8');
     fs.writeFileSync(f, img);
-    expect(await readImageCmdline(f, 'raw')).toBe('--rootfs=rofs /hello');
+    expect(readImageCmdline(f, 'raw')).toBe('--rootfs=rofs /hello');
   });
 });
 

@@ -122,7 +122,7 @@ describe.skipIf(skip !== undefined)('runVm (QEMU, OSv kernel)', () => {
       expect(result.status).toBe('poweroff');
       expect(notices.find((n) => n.kind === 'cmdline')?.text).toBe('command line: --rootfs=rofs /hello other');
       expect(sha(image)).toBe(before);
-      expect(await readImageCmdline(image, which)).toBe('--rootfs=rofs /hello');
+      expect(readImageCmdline(image, which)).toBe('--rootfs=rofs /hello');
       // The overlay's directory is gone.
       const drive = result.argv[result.argv.indexOf('-drive') + 1] as string;
       const overlay = /^file=(.*?),if=none/.exec(drive)?.[1] as string;

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OsvbError } from '../errors/index.js';
-import { commandLineForExecute, createCmdlineOverlay, readImageCmdline, type Overlay } from './cmdline.js';
+import { createExecuteOverlay, type Overlay } from './cmdline.js';
 import {
   checkVmOptions,
   DEFAULT_QEMU,
@@ -87,9 +87,8 @@ export async function runVm(opts: VmOptions): Promise<VmResult> {
     let bootImage = image;
     let bootFormat = format;
     if (opts.execute !== undefined) {
-      const cmdline = commandLineForExecute(await readImageCmdline(image, format), opts.execute);
-      overlay = await createCmdlineOverlay(image, format, cmdline);
-      opts.onNotice?.({ kind: 'cmdline', cmdline, text: `command line: ${cmdline}` });
+      overlay = createExecuteOverlay(image, format, opts.execute);
+      opts.onNotice?.({ kind: 'cmdline', cmdline: overlay.cmdline, text: `command line: ${overlay.cmdline}` });
       bootImage = overlay.file;
       bootFormat = 'qcow2';
     }
@@ -126,8 +125,15 @@ function supervise(binary: string, args: string[], argv: string[], accel: Accel,
 
     child.stdout.on('data', (chunk: Buffer) => opts.onOutput?.(chunk));
     child.stderr.on('data', (chunk: Buffer) => {
-      opts.onStderr?.(chunk);
       stderr = (stderr + chunk.toString('utf8')).slice(-STDERR_KEEP);
+      if (!opts.onStderr) return;
+      // QEMU's "terminating on signal 15 from pid …" says what we did: not news to the caller.
+      if (ending) {
+        const text = chunk.toString('utf8').replace(/^[^\n]*terminating on signal [0-9]+[^\n]*\n?/gm, '');
+        if (text) opts.onStderr(Buffer.from(text));
+      } else {
+        opts.onStderr(chunk);
+      }
     });
     let settled = false;
     const cleanup = (): boolean => {

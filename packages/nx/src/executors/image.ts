@@ -1,4 +1,5 @@
 /** `@osv-build/nx:image`: everything `osvb build` does, for one image of a base. */
+import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
 import { runEngineBuild, type CommonExecutorOptions } from './run.js';
 
@@ -11,6 +12,10 @@ export interface ImageExecutorOptions extends CommonExecutorOptions {
   compat?: 'default' | 'osv';
   /** Fail when rofs.img cannot be made (default: warn, as OSv's module.py succeeds). */
   requireImage?: boolean;
+  /** A prebuilt OSv kernel (directory or loader.img), relative to the workspace root: usr.img is written too. */
+  kernel?: string;
+  /** usr.img as qcow2 (default) or raw (usr.raw). */
+  imageFormat?: 'qcow2' | 'raw';
 }
 
 export default async function imageExecutor(options: ImageExecutorOptions, context: ExecutorContext): Promise<{ success: boolean }> {
@@ -19,5 +24,7 @@ export default async function imageExecutor(options: ImageExecutorOptions, conte
     ...(options.keepGoing ? { keepGoing: true } : {}),
     ...(options.compat ? { compat: options.compat } : {}),
     ...(options.requireImage ? { requireImage: true } : {}),
+    ...(options.kernel ? { kernel: path.resolve(context.root, options.kernel) } : {}),
+    ...(options.imageFormat ? { imageFormat: options.imageFormat } : {}),
   });
 }

@@ -273,6 +273,10 @@ interface State {
   features: Buffer;
 }
 
+/**
+ * One qcow2 file open for in-place updates (or read-only, as a backing file). Synchronous: the
+ * disk writer calls it from synchronous code. Call close() to make the file consistent again.
+ */
 export class Qcow2Image {
   readonly virtualSize: number;
   private readonly fd: number;

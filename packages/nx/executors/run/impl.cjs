@@ -1,0 +1,6 @@
+'use strict';
+// CommonJS shim: Nx loads executors with require(); the implementation is ESM.
+module.exports = async function (options, context) {
+  const { default: run } = await import('../../dist/executors/boot.js');
+  return run(options, context);
+};
