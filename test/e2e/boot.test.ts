@@ -106,3 +106,50 @@ describe.skipIf(skip !== undefined)('usr.img boots (osvb build --kernel, osvb ru
     expect(fs.existsSync(path.join(dir, 'build/release/usr.img'))).toBe(false);
   }, 120_000);
 });
+
+describe.skipIf(skip !== undefined)('osvb watch --run', () => {
+  it('boots after the first build, reboots the new image after a change, boots nothing for a failed build', async () => {
+    const dir = tempDir('osvb-watch-run-');
+    copyExample(dir);
+    const { spawn } = await import('node:child_process');
+    const { OSVB } = await import('../helpers/cli.js');
+    const child = spawn(process.execPath, [OSVB, 'watch', 'image=native', 'fs=rofs', '--kernel', SHARED_KERNEL, '--run', '--vcpus', '1', '--memsize', '256M', '--debounce', '40'], {
+      cwd: dir,
+      env: { ...process.env, OSV_BASE: undefined, OSV_BUILD_PATH: undefined, CI: 'true' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const waitFor = async (what: string, pred: () => boolean, ms = 90_000): Promise<void> => {
+      const end = Date.now() + ms;
+      while (!pred()) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}\nstdout: ${stdout}\nstderr: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    const count = (text: string, s: string): number => s.split(text).length - 1;
+    try {
+      await waitFor('the first boot', () => stdout.includes('Hello, world!') && stderr.includes('powered off'));
+      expect(stderr).toContain('[vm] booting');
+      fs.writeFileSync(path.join(dir, 'extra/banner/motd'), 'Edited while watching.\n');
+      await waitFor('the reboot with the edited file', () => stdout.includes('Edited while watching.'));
+      await waitFor('the second VM to power off', () => count('powered off', stderr) >= 2);
+      // A compile error: the build fails, no VM is booted for it.
+      const c = path.join(dir, 'apps/hello/hello.c');
+      const good = fs.readFileSync(c, 'utf8');
+      fs.writeFileSync(c, good + '\nthis is not C;\n');
+      await waitFor('the failed build', () => stdout.includes('failed') || stderr.includes('error['));
+      const boots = count('[vm] booting /', stderr);
+      expect(boots).toBe(2);
+      // Fixed with a change the guest shows: booted; a rebuild to the image it runs already boots nothing.
+      fs.writeFileSync(c, good.replace('"hello using %s\\n"', '"hello (edited) using %s\\n"').replace('return greet(', 'puts("edited hello"); return greet('));
+      await waitFor('the boot after the fix', () => count('[vm] booting /', stderr) === 3 && stdout.includes('edited hello'));
+    } finally {
+      child.kill('SIGINT');
+      await new Promise((r) => child.on('exit', r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});

@@ -28,7 +28,16 @@ export const BUILD_OPTIONS = {
 } as const;
 
 /** `osvb watch` takes the build options plus these. */
-export const WATCH_OPTIONS = { ...BUILD_OPTIONS, debounce: { type: 'string' } } as const;
+export const WATCH_OPTIONS = {
+  ...BUILD_OPTIONS,
+  debounce: { type: 'string' },
+  // --run: boot usr.img after each successful build (osvb run's VM options, long forms only).
+  run: { type: 'boolean' },
+  memsize: { type: 'string' },
+  vcpus: { type: 'string' },
+  forward: { type: 'string', multiple: true },
+  accel: { type: 'string' },
+} as const;
 
 export interface ParsedBuildArgs {
   words: string[];
@@ -46,6 +55,8 @@ export interface ParsedBuildArgs {
   help: boolean;
   /** `osvb watch --debounce MS`. */
   debounceMs: number | undefined;
+  /** `osvb watch --run [--memsize M] [--vcpus N] [--forward R]… [--accel A]`. */
+  run: { memory?: string; cpus?: number; forwards?: string[]; accel?: 'auto' | 'kvm' | 'tcg' } | undefined;
   /** The remote cache from --remote-cache/--remote-cache-mode and OSVB_REMOTE_CACHE_* (null: none). */
   remoteCache: RemoteCacheConfig | null;
   /** `--kernel DIR|FILE`: a prebuilt kernel. */
@@ -72,7 +83,21 @@ export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watc
   } catch (e) {
     throw new OsvbError('OSVB_USAGE', (e as Error).message.replace(/\. To specify a positional.*$/s, ''), { hint: 'see osvb --help' });
   }
-  const v = parsed.values as typeof parsed.values & { debounce?: string };
+  const v = parsed.values as typeof parsed.values & { debounce?: string; run?: boolean; memsize?: string; vcpus?: string; forward?: string[]; accel?: string };
+  let run: ParsedBuildArgs['run'];
+  if (v.run) {
+    const cpus = v.vcpus === undefined ? undefined : Number(v.vcpus);
+    if (cpus !== undefined && (!Number.isInteger(cpus) || cpus < 1)) throw new OsvbError('OSVB_USAGE', `--vcpus ${v.vcpus}: expected a number of vCPUs`);
+    if (v.accel !== undefined && !['auto', 'kvm', 'tcg'].includes(v.accel)) throw new OsvbError('OSVB_USAGE', `--accel ${v.accel}: expected auto, kvm or tcg`);
+    run = {
+      ...(v.memsize ? { memory: v.memsize } : {}),
+      ...(cpus ? { cpus } : {}),
+      ...(v.forward ? { forwards: v.forward } : {}),
+      ...(v.accel ? { accel: v.accel as 'auto' | 'kvm' | 'tcg' } : {}),
+    };
+  } else if (v.memsize !== undefined || v.vcpus !== undefined || v.forward !== undefined || v.accel !== undefined) {
+    throw new OsvbError('OSVB_USAGE', '--memsize, --vcpus, --forward and --accel set up the VM of --run', { hint: 'osvb watch --run --vcpus 1 …' });
+  }
   let debounceMs: number | undefined;
   if (v.debounce !== undefined) {
     debounceMs = Number(v.debounce);
@@ -104,6 +129,7 @@ export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watc
     requireImage: v['require-image'] ?? false,
     help: v.help ?? false,
     debounceMs,
+    run,
     remoteCache: remoteFrom(v['remote-cache'], v['remote-cache-mode']),
     kernel: v.kernel,
     imageFormat,

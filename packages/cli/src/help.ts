@@ -115,6 +115,13 @@ Words and options: as osvb build (see osvb build --help), plus
   --debounce MS         quiet time after a change before building (default 50)
   --json                one JSON event per line: engine events, {"type":"watch-build",…} per
                         build, {"type":"watching",…} when ready
+  --run                 boot usr.img under QEMU after the first build and after every build
+                        that changed it (needs --kernel DIR and fs=rofs): one VM at a time, the
+                        old one stopped first; a failed build boots nothing. The VM boots a copy
+                        of usr.img, so the next build can update it while the VM runs. The
+                        serial console goes to stdout, "[vm]" notices to stderr
+  --memsize MEM, --vcpus N, --forward RULE, --accel auto|kvm|tcg
+                        the VM of --run, as osvb run's -m, -c, --forward, --accel
 `;
 
 export const RUN_HELP = `Usage: osvb run [IMAGE] [OPTIONS] [WORDS…] [-- QEMU ARGS…]

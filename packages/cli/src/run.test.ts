@@ -79,7 +79,7 @@ const skip = !fs.existsSync(MAIN) ? `${MAIN} is not built (npm run build)` : boo
 if (skip && process.env['CI'] === 'true') throw new Error(`osvb run tests cannot run: ${skip}`);
 if (skip) console.warn(`skipping osvb run boot tests: ${skip}`);
 
-describe.skipIf(skip !== undefined)('osvb run (QEMU, OSv kernel)', () => {
+describe.skipIf(skip !== undefined)('osvb run (QEMU, OSv kernel)', { timeout: 90_000 }, () => {
   let dir: string;
   let image: string;
   let sleeper: string;
@@ -160,6 +160,13 @@ describe.skipIf(skip !== undefined)('osvb run (QEMU, OSv kernel)', () => {
     expect(out).toContain('hello from osv: [s600]');
     expect(err).not.toContain('error[');
     expect(status).toBe(130);
+  });
+
+  it('passes QEMU\'s own error through once when QEMU fails: OSVB_RUN_FAILED, exit status 1', () => {
+    const r = osvb(dir, [image, ...small, '--', '-no-such-option']);
+    expect(r.stderr.match(/-no-such-option: invalid option/g)).toHaveLength(1);
+    expect(r.stderr).toContain('error[OSVB_RUN_FAILED]: qemu-system-x86_64 exited with status 1');
+    expect(r.status).toBe(1);
   });
 
   it('says which package to install when QEMU is missing (exit status 2)', () => {

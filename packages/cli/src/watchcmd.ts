@@ -1,5 +1,5 @@
 /** `osvb watch`: build, then rebuild on every change until Ctrl-C; one line per build. */
-import { describeCycle, jsonReporter, textReporter, watchBuild, type BuildEvent, type Reporter, type WatchCycle } from '@osv-build/engine';
+import { describeCycle, jsonReporter, textReporter, VmSupervisor, watchBuild, type BuildEvent, type Reporter, type SupervisorEvent, type WatchCycle } from '@osv-build/engine';
 import { engineOptions, parseBuildArgs } from './args.js';
 import { WATCH_HELP } from './help.js';
 
@@ -48,6 +48,46 @@ export async function runWatch(argv: string[]): Promise<number> {
     : (e: BuildEvent) => {
         if (args.verbose || e.type === 'warning' || e.type === 'module-py-output' || (e.type === 'log' && e.text.startsWith('Fetching'))) text(e);
       };
+  // --run: the VM of the last good build; its console goes to stdout, its story to stderr.
+  const vmNote = (text: string): void => {
+    if (args.json) out(JSON.stringify({ type: 'vm', text }));
+    else process.stderr.write(`[vm] ${text}\n`);
+  };
+  const vm = args.run
+    ? new VmSupervisor(
+        {
+          ...args.run,
+          onOutput: (chunk) => {
+            if (args.json) out(JSON.stringify({ type: 'vm-output', text: chunk.toString('utf8') }));
+            else if (!outputGone) process.stdout.write(chunk);
+          },
+          onNotice: (n) => {
+            if (n.kind === 'accel' || args.verbose) vmNote(n.text);
+          },
+        },
+        (e: SupervisorEvent) => {
+          if (e.type === 'vm-start') vmNote(`booting ${e.image} (VM ${e.index})`);
+          else if (e.type === 'vm-exit') vmNote(`VM ${e.index} ${e.result.status === 'poweroff' ? 'powered off' : e.result.status === 'stopped' ? 'stopped' : `ended: ${e.result.status}`} after ${(e.result.durationMs / 1000).toFixed(1)}s`);
+          else vmNote(e.error.format());
+        },
+      )
+    : undefined;
+  let warnedNoDisk = false;
+  const afterCycle = (c: WatchCycle): void => {
+    if (!vm) return;
+    if (!c.ok) {
+      if (vm.running) vmNote('the build failed: the VM of the last good build keeps running');
+      return;
+    }
+    const disk = c.result?.images.disk;
+    if (!disk) {
+      if (!warnedNoDisk) vmNote('no usr.img to boot: --run needs a kernel (--kernel DIR) and fs=rofs, ramfs or virtiofs');
+      warnedNoDisk = true;
+      return;
+    }
+    // A rebuild that left usr.img as it was (a touched file, a comment in a Makefile) boots nothing.
+    if (disk.mode !== 'unchanged' || c.index === 0) void vm.boot(disk.file);
+  };
   try {
     await watchBuild({
       ...engineOptions(args),
@@ -61,12 +101,14 @@ export async function runWatch(argv: string[]): Promise<number> {
           out(describeCycle(c));
           if (!c.ok && c.error) process.stderr.write(c.error.format() + '\n');
         }
+        afterCycle(c);
       },
       onWatching: (info) => {
         if (args.json) out(JSON.stringify({ type: 'watching', paths: info.paths }));
         else if (!controller.signal.aborted) process.stderr.write(`watching ${info.paths} paths (Ctrl-C to stop)\n`);
       },
     });
+    await vm?.stop();
     if (args.json) out(JSON.stringify({ type: 'watch-stopped' }));
     return 0;
   } finally {

@@ -37,7 +37,7 @@ export function readImageCmdline(image: string, format: DiskFormat): string {
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osvb-run-'));
   try {
-    const q = Qcow2Image.create(path.join(dir, 'read.qcow2'), virtualSize(image, format), { file: path.resolve(image), format });
+    const q = overlayOn(path.join(dir, 'read.qcow2'), virtualSize(image, format), path.resolve(image), format);
     try {
       return cString(q.read(CMDLINE_OFFSET, CMDLINE_AREA));
     } finally {
@@ -48,8 +48,6 @@ export function readImageCmdline(image: string, format: DiskFormat): string {
   }
 }
 
-const ROOTFS = /^(?:\s*--[^\s]+)*?\s*(--rootfs=[^\s]*)/;
-
 /**
  * The command line `-e CMD` boots with. run.py writes CMD as it is (imgedit.py setargs), which
  * drops the `--rootfs=X` that scripts/build put in front of the image's command line; OSv then
@@ -59,8 +57,11 @@ const ROOTFS = /^(?:\s*--[^\s]+)*?\s*(--rootfs=[^\s]*)/;
  */
 export function commandLineForExecute(imageCmdline: string, execute: string): string {
   if (/(^|\s)--rootfs=/.test(execute)) return execute;
-  const m = ROOTFS.exec(imageCmdline);
-  return m ? `${m[1]} ${execute}` : execute;
+  for (const word of imageCmdline.split(/\s+/).filter(Boolean)) {
+    if (!word.startsWith('--')) break;
+    if (word.startsWith('--rootfs=')) return `${word} ${execute}`;
+  }
+  return execute;
 }
 
 /** The C string for byte 512, checked against the 63 sectors OSv's boot sector reads. */
@@ -88,6 +89,20 @@ function virtualSize(image: string, format: DiskFormat): number {
   }
 }
 
+/** A new qcow2 overlay of `backing`; the images the qcow2 module cannot read (compressed, version 2, …) are named in the error. */
+function overlayOn(file: string, size: number, backing: string, format: DiskFormat): Qcow2Image {
+  try {
+    return Qcow2Image.create(file, size, { file: backing, format });
+  } catch (e) {
+    if (!(e instanceof OsvbError) || e.code !== 'OSVB_IMAGE_INPUT') throw e;
+    const why = e.message.replace(/^cannot create [^:]*: (backing file [^:]*: )?/, '');
+    throw new OsvbError('OSVB_RUN_IMAGE', `-e: cannot read ${backing} through an overlay: ${why}`, {
+      hint: `osvb reads uncompressed qcow2 version 3 and raw images; convert it (qemu-img convert -O qcow2 ${backing} new.img), or boot it without -e`,
+      cause: e,
+    });
+  }
+}
+
 export interface Overlay {
   /** The qcow2 overlay to boot. */
   file: string;
@@ -109,7 +124,7 @@ export function createExecuteOverlay(image: string, format: DiskFormat, execute:
   const dispose = (): void => fs.rmSync(dir, { recursive: true, force: true });
   try {
     const file = path.join(dir, 'overlay.qcow2');
-    const q = Qcow2Image.create(file, size, { file: backing, format });
+    const q = overlayOn(file, size, backing, format);
     let cmdline: string;
     try {
       cmdline = commandLineForExecute(cString(q.read(CMDLINE_OFFSET, CMDLINE_AREA)), execute);

@@ -22,3 +22,4 @@ export {
 export { runVm, chooseAccel, qemuBinary, formatCommand } from './vm.js';
 export { readImageCmdline, commandLineForExecute, createExecuteOverlay, cmdlineBytes, type Overlay } from './cmdline.js';
 export { defaultRunImage, type DefaultImageOptions } from './defaultImage.js';
+export { VmSupervisor, type SupervisorEvent } from './supervisor.js';

@@ -15,13 +15,16 @@ function values(argv: string[], flag: string): string[] {
 }
 
 describe('qemuArgv', () => {
-  it('has run.py\'s defaults: 2G, 4 vCPUs, virtio-blk with cache=none,aio=native, one user-networking NIC, virtio-rng', () => {
+  it('has run.py\'s defaults: 2G, 4 vCPUs, the console on stdio (Ctrl-C stops QEMU), virtio-blk with cache=none,aio=native, one user-networking NIC, virtio-rng', () => {
     const argv = qemuArgv({ image: '/b/usr.img', accel: 'tcg', format: 'qcow2' });
     expect(argv).toEqual([
       '-m', '2G',
       '-smp', '4',
       '-nographic',
       '-no-reboot',
+      '-chardev', 'stdio,id=stdio,mux=on,signal=on',
+      '-serial', 'chardev:stdio',
+      '-mon', 'chardev=stdio,mode=readline',
       '-device', 'virtio-blk-pci,id=blk0,drive=hd0,bootindex=0',
       '-drive', 'file=/b/usr.img,if=none,id=hd0,format=qcow2,cache=none,aio=native',
       '-netdev', 'user,id=un0,net=192.168.122.0/24,host=192.168.122.1',

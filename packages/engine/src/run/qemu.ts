@@ -166,6 +166,9 @@ export function checkVmOptions(opts: VmOptions): void {
 export function qemuArgv(opts: QemuArgvInput): string[] {
   checkVmOptions(opts);
   const args = ['-m', opts.memory ?? DEFAULT_MEMORY, '-smp', String(opts.cpus ?? DEFAULT_CPUS), '-nographic', '-no-reboot'];
+  // The serial console and QEMU's monitor (Ctrl-A c) on stdio. signal=on (run.py --with-signals):
+  // Ctrl-C on a terminal stops QEMU (and reaches osvb) instead of going to the guest.
+  args.push('-chardev', 'stdio,id=stdio,mux=on,signal=on', '-serial', 'chardev:stdio', '-mon', 'chardev=stdio,mode=readline');
   // run.py: O_DIRECT refused (tmpfs) → cache=unsafe,aio=threads; --block-device-cache X → cache=X,aio=threads.
   const aio = opts.directIo === false ? 'cache=unsafe,aio=threads' : opts.blockCache ? `cache=${opts.blockCache},aio=threads` : 'cache=none,aio=native';
   args.push(

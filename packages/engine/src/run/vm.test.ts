@@ -35,7 +35,7 @@ function sha(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
-describe.skipIf(skip !== undefined)('runVm (QEMU, OSv kernel)', () => {
+describe.skipIf(skip !== undefined)('runVm (QEMU, OSv kernel)', { timeout: 90_000 }, () => {
   let dir: string;
   let hello: string;
   /** --rootfs=rofs /hello */
@@ -130,6 +130,16 @@ describe.skipIf(skip !== undefined)('runVm (QEMU, OSv kernel)', () => {
       expect(fs.existsSync(path.dirname(overlay))).toBe(false);
     });
   }
+
+  it('-e names a qcow2 image the overlay cannot read (compressed), before QEMU starts', async () => {
+    const compressed = path.join(dir, 'compressed.img');
+    execFileSync('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, compressed]);
+    const e = await runVm({ ...SMALL, image: compressed, execute: '/hello' }).catch((x: unknown) => x as OsvbError);
+    expect(e).toBeInstanceOf(OsvbError);
+    expect((e as OsvbError).code).toBe('OSVB_RUN_IMAGE');
+    expect((e as OsvbError).message).toBe(`-e: cannot read ${compressed} through an overlay: has compressed clusters`);
+    expect((e as OsvbError).hint).toMatch(/qemu-img convert -O qcow2/);
+  });
 
   it('reports QEMU failing with its message: status failed, OSVB_RUN_FAILED', async () => {
     const { result } = await boot({ ...SMALL, image: raw, extraArgs: ['-no-such-option'] });

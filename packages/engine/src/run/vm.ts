@@ -195,8 +195,9 @@ function supervise(binary: string, args: string[], argv: string[], accel: Accel,
           'failed',
           1,
           new OsvbError('OSVB_RUN_FAILED', `${path.basename(binary)} ${how}`, {
-            details: tailLines(stderr, 20),
-            hint: 'QEMU\'s own message is above; -v shows the QEMU command line',
+            // With onStderr the caller has shown QEMU's messages already.
+            ...(opts.onStderr ? {} : { details: tailLines(stderr, 20) }),
+            hint: opts.onStderr ? 'QEMU\'s message is above; osvb run -v shows the QEMU command line' : 'the lines above are the end of QEMU\'s stderr',
           }),
         ),
       );

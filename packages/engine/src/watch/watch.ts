@@ -289,6 +289,11 @@ export function describeCycle(c: WatchCycle): string {
     else if (rofs.mode === 'in-place') after.push(`rofs.img updated in place (${rofs.filesWritten} files rewritten, ${rofs.filesReused} reused${rofs.treeReused ? ', same tree' : ''})`);
     else after.push(`rofs.img written (${rofs.filesWritten} files)`);
   }
+  const disk = r.images.disk;
+  if (disk) {
+    const name = path.basename(disk.file);
+    after.push(disk.mode === 'unchanged' ? `${name} unchanged` : disk.mode === 'in-place' ? `${name} updated in place (${disk.bytesWritten} bytes)` : `${name} written`);
+  }
   if (r.images.exported) after.push(`export: ${r.images.exported.changed} files changed`);
   if (r.images.oci) after.push(`oci: ${r.images.oci.layersWritten} layers written, ${r.images.oci.layersReused} reused`);
   return `${what} (${secs})${after.length ? ` → ${after.join(', ')}` : ' → outputs unchanged'}`;

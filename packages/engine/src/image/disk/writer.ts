@@ -128,7 +128,13 @@ function loadRecord(file: string): DiskRecord | undefined {
 }
 
 function openTarget(format: DiskFormat, file: string, virtualSize: number): DiskTarget | string {
-  const t = format === 'qcow2' ? Qcow2Image.open(file) : RawDisk.open(file, virtualSize);
+  let t: DiskTarget | string;
+  try {
+    t = format === 'qcow2' ? Qcow2Image.open(file) : RawDisk.open(file, virtualSize);
+  } catch (e) {
+    // Not openable for update (a read-only file, …): written anew, which names the problem if it persists.
+    return e instanceof OsvbError ? e.message : String(e);
+  }
   if (typeof t === 'string') return t;
   if (format === 'qcow2' && (t as Qcow2Image).virtualSize !== virtualSize) {
     t.close();
