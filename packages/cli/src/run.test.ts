@@ -76,7 +76,7 @@ describe('parseRunArgs', () => {
 });
 
 const skip = !fs.existsSync(MAIN) ? `${MAIN} is not built (npm run build)` : bootSkipReason();
-if (skip && process.env['CI'] === 'true') throw new Error(`osvb run tests cannot run: ${skip}`);
+if (skip && (process.env['CI'] === 'true' || process.env['OSVB_TEST_REQUIRE_QEMU'] === '1')) throw new Error(`osvb run tests cannot run: ${skip}`);
 if (skip) console.warn(`skipping osvb run boot tests: ${skip}`);
 
 describe.skipIf(skip !== undefined)('osvb run (QEMU, OSv kernel)', { timeout: 90_000 }, () => {

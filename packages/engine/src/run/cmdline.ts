@@ -7,12 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OsvbError } from '../errors/index.js';
+import { CMDLINE_AREA, CMDLINE_OFFSET } from '../image/disk/mbr.js';
 import { Qcow2Image } from '../image/disk/qcow2.js';
 import type { DiskFormat } from './qemu.js';
 
-/** Where OSv's boot sector reads the command line from, and how much it reads (63 sectors). */
-export const CMDLINE_OFFSET = 512;
-export const CMDLINE_AREA = 63 * 512;
 
 /** The C string at the start of `bytes` (all of it when there is no NUL), as UTF-8 text. */
 function cString(bytes: Buffer): string {

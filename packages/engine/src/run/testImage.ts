@@ -2,12 +2,14 @@
  * For boot tests only (not exported): a bootable raw OSv image made the way scripts/build makes
  * a fs=rofs usr.img — loader.img, partition 2 (type 0x83) at 4 MiB holding a ROFS image, the
  * command line at byte 512 — from a prebuilt kernel directory (loader.img, libenviron.so) and
- * extra guest files. To be replaced by the engine's usr.img writer.
+ * extra guest files, through the engine's ROFS and disk writers.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { initHashing } from '../hash/index.js';
+import { writeDiskImage } from '../image/disk/index.js';
 import { writeRofsImageFromManifest } from '../image/rofs/index.js';
 
 /** static/etc/fstab_rofs of OSv's tree. */
@@ -58,18 +60,6 @@ int main(int argc, char **argv) {
   return out;
 }
 
-/** Where the ROFS partition starts: loader.img's size rounded up to 2 MiB (4 MiB for the prebuilt kernel). */
-const ALIGN = 2 * 1024 * 1024;
-
-/** imgedit.py's chs(). */
-function chs(sector: number): [number, number, number] {
-  let c = Math.floor(sector / 63 / 255);
-  let h = Math.floor(sector / 63) % 255;
-  let s = (sector % 63) + 1;
-  if (c > 1023) [c, h, s] = [1023, 254, 63];
-  return [c, h, s];
-}
-
 export interface TestImageInput {
   /** Directory with loader.img and libenviron.so. */
   kernelDir: string;
@@ -101,23 +91,17 @@ export async function writeTestImage(input: TestImageInput): Promise<void> {
   const rofsFile = path.join(input.workDir, 'rofs.img');
   await writeRofsImageFromManifest(manifest, { file: 'usr.manifest', cwd: input.workDir, strip: false }, rofsFile, { incremental: false });
 
-  const loader = fs.readFileSync(path.join(input.kernelDir, 'loader.img'));
-  const rofs = fs.readFileSync(rofsFile);
-  const start = Math.ceil(loader.length / ALIGN) * ALIGN;
-  const img = Buffer.alloc(start + rofs.length);
-  loader.copy(img, 0);
-  rofs.copy(img, start);
-  // Partition 2 as imgedit.py setpartition writes it.
-  const p = 0x1be + 16;
-  const [c, h, s] = chs(start / 512);
-  const [ce, he, se] = chs((start + rofs.length) / 512);
-  img[p + 1] = h;
-  img[p + 5] = he;
-  img.writeUInt16LE((c << 6) | s, p + 2);
-  img.writeUInt16LE((ce << 6) | se, p + 6);
-  img[p + 4] = 0x83;
-  img.writeUInt32LE(start / 512, p + 8);
-  img.writeUInt32LE(rofs.length / 512, p + 12);
-  img.write(input.cmdline + '\0', 512, 'utf8');
-  fs.writeFileSync(input.out, img);
+  await initHashing();
+  // The engine's usr.img writer, raw (the disk conformance test pins it to OSv's own tools).
+  const res = writeDiskImage({
+    buildPath: input.workDir,
+    fs: 'rofs',
+    loaderImg: path.join(input.kernelDir, 'loader.img'),
+    rofsImg: rofsFile,
+    cmdline: input.cmdline,
+    fsSize: 64 * 1024 * 1024,
+    createDisk: false,
+    format: 'raw',
+  });
+  fs.renameSync(res.file, input.out);
 }

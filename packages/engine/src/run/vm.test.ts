@@ -16,7 +16,7 @@ import { bootSkipReason, compileHello, TEST_KERNEL_DIR, writeTestImage } from '.
 import { runVm } from './vm.js';
 
 const skip = bootSkipReason();
-if (skip && process.env['CI'] === 'true') throw new Error(`boot tests cannot run: ${skip}`);
+if (skip && (process.env['CI'] === 'true' || process.env['OSVB_TEST_REQUIRE_QEMU'] === '1')) throw new Error(`boot tests cannot run: ${skip}`);
 if (skip) console.warn(`skipping OSv boot tests: ${skip}`);
 
 const tempDir = useTempDirs('osvb-run-vm-', 'all');
