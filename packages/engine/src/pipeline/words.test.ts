@@ -142,8 +142,17 @@ describe('parseBuildWords (scripts/build, §4.7)', () => {
     expect(p('E=').vars).toEqual({ E: '' });
   });
 
-  it('records kernel/disk flags as ignored', () => {
-    expect(p('--create-disk', '--create-zfs-disk', '--use-openzfs', 'image=x').ignored).toEqual(['--create-disk', '--create-zfs-disk', '--use-openzfs']);
+  it('takes --create-disk and the disk size; records the zfs disk flags as ignored', () => {
+    const w = p('--create-disk', '--create-zfs-disk', '--use-openzfs', 'image=x');
+    expect(w.ignored).toEqual(['--create-zfs-disk', '--use-openzfs']);
+    expect(w.createDisk).toBe(true);
+    expect(w.fsSize).toBe(512 * 1024 * 1024);
+    expect(p('image=x').createDisk).toBe(false);
+    // scripts/build: fs_size wins over fs_size_mb, and is rounded down to a multiple of 512.
+    expect(p('fs_size_mb=64').fsSize).toBe(64 * 1024 * 1024);
+    expect(p('fs_size_mb=64', 'fs_size=1000')).toMatchObject({ fsSize: 512, fsSizeWarning: expect.stringContaining('1000') });
+    // Both still reach make, as scripts/build passes them on.
+    expect(p('fs_size_mb=64').exported).toEqual([['fs_size_mb', '64']]);
   });
 
   it('rejects what osvb cannot honour with OSVB_USAGE', () => {
