@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error -- plain ESM helper shared with the benchmark
 import { createNxWorkspace, git, nx, packPackages } from '../../tools/nxws/workspace.mjs';
 import { copyExample, makeWrapper, readMakeLog, tempDir } from '../helpers/cli.js';
+import { missingFor, SHARED_KERNEL } from '../helpers/tools.js';
 
 interface NxRun {
   status: number;
@@ -208,4 +209,26 @@ describe('@osv-build/nx in a real Nx workspace', () => {
       fs.writeFileSync(file, good);
     }
   });
+
+  const noBoot = missingFor('e2e/nx.test.ts (image:run)', ['kernel', 'qemu']);
+  it.skipIf(noBoot !== undefined)('with images.image.kernel, image:build writes usr.img and image:run boots it', () => {
+    const file = path.join(ws, 'nx.json');
+    const good = fs.readFileSync(file, 'utf8');
+    try {
+      const cfg = JSON.parse(good) as { plugins: Array<{ options: { images: Record<string, unknown> } }> };
+      (cfg.plugins[0] as { options: { images: Record<string, unknown> } }).options.images = { image: { words: ['fs=rofs', 'image=native'], kernel: SHARED_KERNEL } };
+      fs.writeFileSync(file, JSON.stringify(cfg, null, 2));
+      const shown = run(['show', 'project', 'image', '--json']);
+      expect(shown.status, shown.output).toBe(0);
+      const project = JSON.parse(shown.output.slice(shown.output.indexOf('{'))) as { targets: Record<string, { executor: string; outputs?: string[]; dependsOn?: string[] }> };
+      expect(project.targets['run']).toMatchObject({ executor: '@osv-build/nx:run', dependsOn: ['build'] });
+      expect(project.targets['build']?.outputs).toContain('{workspaceRoot}/osv/build/release/usr.img');
+      const res = run(['run', 'image:run', '--cpus=1', '--memory=256M', '--timeout=90']);
+      expect(res.status, res.output).toBe(0);
+      expect(res.output).toContain('Hello, world!');
+      expect(fs.existsSync(path.join(base, 'build/release/usr.img'))).toBe(true);
+    } finally {
+      fs.writeFileSync(file, good);
+    }
+  }, 300_000);
 });

@@ -194,7 +194,7 @@ function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, w
     };
     const watch: TargetConfiguration = {
       executor: `${PLUGIN_NAME}:watch`,
-      options: { osvBase: base, words: img.words },
+      options: { osvBase: base, words: img.words, ...diskOptions },
       continuous: true,
       cache: false,
       metadata: { description: `osvb watch ${img.words.join(' ')}: build, then rebuild what each change touches`.replace('watch :', 'watch:'), technologies: ['osv'] },

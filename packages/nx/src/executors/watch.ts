@@ -25,6 +25,8 @@ export default async function watchExecutor(options: WatchExecutorOptions, conte
       ...(options.compat ? { compat: options.compat } : {}),
       ...(options.requireImage ? { requireImage: true } : {}),
       ...(options.debounce !== undefined ? { debounceMs: options.debounce } : {}),
+      ...(options.kernel ? { kernel: path.resolve(context.root, options.kernel) } : {}),
+      ...(options.imageFormat ? { imageFormat: options.imageFormat } : {}),
       reporter: (e: BuildEvent) => {
         if (verbose || e.type === 'warning' || e.type === 'module-py-output') text(e);
       },
