@@ -18,6 +18,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { osvDiskScript } from '../conformance/disk-oracle.mjs';
 import { generateTree } from '../gen-tree/gen-tree.mjs';
 import { benchOptions, log, median, OSVB, REPO } from './common.mjs';
 
@@ -92,23 +93,7 @@ if (parts.has('update')) {
   const moduleCmdline = fs.readFileSync(path.join(build, 'cmdline'), 'utf8').replace(/^--rootfs=rofs /, '');
   const osvSteps = `set -euo pipefail
 printf %s "${moduleCmdline.replace(/(["$`\\])/g, '\\$1')}" > cmdline
-loader_size=$(stat --printf %s loader.img)
-kernel_end=$(($loader_size+2097151 & ~2097151))
-rm -rf rofs.img
-python3 ${scripts}/gen-rofs-img.py -o rofs.img -m usr.manifest -D libgcc_s_dir="${libgcc}" >/dev/null
-partition_size=$(stat --printf %s rofs.img)
-image_size=536870912
-cp loader.img bare.raw
-python3 ${scripts}/imgedit.py setpartition "-f raw bare.raw" 2 $kernel_end $partition_size
-qemu-img resize bare.raw \${image_size}b >/dev/null 2>&1
-dd if=rofs.img of=bare.raw obs=$kernel_end seek=1 >/dev/null 2>&1
-qemu-img convert -f raw -O qcow2 bare.raw usr.img
-qemu-img resize usr.img \${image_size}b >/dev/null 2>&1
-rm bare.raw
-cmdline=$(cat cmdline)
-echo -n "--rootfs=rofs \${cmdline}" > cmdline
-PYTHONPATH=${scripts} python3 ${scripts}/imgedit.py setargs usr.img \`cat cmdline\`
-`;
+${osvDiskScript({ scripts, fs: 'rofs', libgccDir: libgcc })}`;
   const osv = () => {
     const t0 = performance.now();
     execFileSync('bash', ['-c', osvSteps], { cwd: osvBuild, stdio: ['ignore', 'ignore', 'inherit'] });

@@ -41,46 +41,61 @@ export function rawDigest(image) {
   }
 }
 
-const sha = (f) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
-const out = { generatedBy: 'tools/conformance/disk-oracle.mjs', loaderSha256: sha(path.join(kernel, 'loader.img')), cases: {} };
-for (const [name, c] of Object.entries(cases)) {
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), `disk-oracle-${name}-`));
-  try {
-    fs.cpSync(path.join(fixture, 'tree'), work, { recursive: true });
-    fs.copyFileSync(path.join(kernel, 'loader.img'), path.join(work, 'loader.img'));
-    fs.writeFileSync(path.join(work, 'cmdline'), c.cmdline);
-    const fsSize = c.fs_size ?? 512 * 1024 * 1024;
-    const S = `${ref}/scripts`;
-    let steps = `loader_size=$(stat --printf %s loader.img)\nkernel_end=$(($loader_size+2097151 & ~2097151))\nfs_size=${fsSize}\n`;
-    if (c.fs === 'rofs') {
-      steps += `python3 ${S}/gen-rofs-img.py -o rofs.img -m usr.manifest >/dev/null
+/**
+ * scripts/build's commands after module.py for fs=rofs|ramfs|virtiofs, as a bash script to run
+ * with cwd = the build directory holding loader.img, usr.manifest and cmdline: create_rofs_disk
+ * (or the ramfs/virtiofs case block), then the cmdline prefix and `imgedit.py setargs`. Also
+ * used by tools/bench/disk.mjs as the baseline.
+ */
+export function osvDiskScript({ scripts, fs: fsType, fsSize = 512 * 1024 * 1024, libgccDir }) {
+  const define = libgccDir ? ` -D libgcc_s_dir="${libgccDir}"` : '';
+  let steps = `loader_size=$(stat --printf %s loader.img)\nkernel_end=$(($loader_size+2097151 & ~2097151))\nfs_size=${fsSize}\n`;
+  if (fsType === 'rofs') {
+    steps += `rm -rf rofs.img
+python3 ${scripts}/gen-rofs-img.py -o rofs.img -m usr.manifest${define} >/dev/null
 partition_size=$(stat --printf %s rofs.img)
 image_size=$fs_size
 cp loader.img bare.raw
-python3 ${S}/imgedit.py setpartition "-f raw bare.raw" 2 $kernel_end $partition_size
+python3 ${scripts}/imgedit.py setpartition "-f raw bare.raw" 2 $kernel_end $partition_size
 qemu-img resize bare.raw \${image_size}b >/dev/null 2>&1
 dd if=rofs.img of=bare.raw obs=$kernel_end seek=1 >/dev/null 2>&1
 qemu-img convert -f raw -O qcow2 bare.raw usr.img
 qemu-img resize usr.img \${image_size}b >/dev/null 2>&1
 `;
-    } else {
-      steps += `image_size=$kernel_end
+  } else {
+    steps += `image_size=$kernel_end
 cp loader.img bare.raw
-python3 ${S}/imgedit.py setpartition "-f raw bare.raw" 2 $kernel_end 0
+python3 ${scripts}/imgedit.py setpartition "-f raw bare.raw" 2 $kernel_end 0
 qemu-img resize bare.raw \${image_size}b >/dev/null 2>&1
 qemu-img convert -f raw -O qcow2 bare.raw usr.img
 `;
-    }
-    steps += `cmdline=$(cat cmdline)
-echo -n "--rootfs=${c.fs} \${cmdline}" > cmdline
-PYTHONPATH=${S} python3 ${S}/imgedit.py setargs usr.img \`cat cmdline\`
-`;
-    sh(steps, work);
-    out.cases[name] = { ...rawDigest(path.join(work, 'usr.img')), cmdline: fs.readFileSync(path.join(work, 'cmdline'), 'utf8') };
-    if (c.fs === 'rofs') out.cases[name].rofsSha256 = sha(path.join(work, 'rofs.img'));
-    console.log(name, out.cases[name].sha256);
-  } finally {
-    fs.rmSync(work, { recursive: true, force: true });
   }
+  return `${steps}rm -f bare.raw
+cmdline=$(cat cmdline)
+echo -n "--rootfs=${fsType} \${cmdline}" > cmdline
+PYTHONPATH=${scripts} python3 ${scripts}/imgedit.py setargs usr.img \`cat cmdline\`
+`;
 }
-fs.writeFileSync(path.join(fixture, 'expected.json'), JSON.stringify(out, null, 2) + '\n');
+
+function main() {
+  const sha = (f) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+  const out = { generatedBy: 'tools/conformance/disk-oracle.mjs', loaderSha256: sha(path.join(kernel, 'loader.img')), cases: {} };
+  for (const [name, c] of Object.entries(cases)) {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), `disk-oracle-${name}-`));
+    try {
+      fs.cpSync(path.join(fixture, 'tree'), work, { recursive: true });
+      fs.copyFileSync(path.join(kernel, 'loader.img'), path.join(work, 'loader.img'));
+      fs.writeFileSync(path.join(work, 'cmdline'), c.cmdline);
+      const steps = osvDiskScript({ scripts: `${ref}/scripts`, fs: c.fs, fsSize: c.fs_size ?? 512 * 1024 * 1024 });
+      sh(steps, work);
+      out.cases[name] = { ...rawDigest(path.join(work, 'usr.img')), cmdline: fs.readFileSync(path.join(work, 'cmdline'), 'utf8') };
+      if (c.fs === 'rofs') out.cases[name].rofsSha256 = sha(path.join(work, 'rofs.img'));
+      console.log(name, out.cases[name].sha256);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  }
+  fs.writeFileSync(path.join(fixture, 'expected.json'), JSON.stringify(out, null, 2) + '\n');
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
