@@ -1,6 +1,6 @@
 /** `osvb explain` and `osvb cache …`. */
 import * as path from 'node:path';
-import { explainModule, initHashing, LocalCache, OsvbError } from '@osv-build/engine';
+import { explainKernelBuild, explainModule, initHashing, LocalCache, OsvbError } from '@osv-build/engine';
 import { parseArgs } from 'node:util';
 import { parseBuildArgs, parseSize } from './args.js';
 import { CACHE_HELP, EXPLAIN_HELP } from './help.js';
@@ -15,6 +15,7 @@ export async function runExplain(argv: string[]): Promise<number> {
   if (moduleIndex < 0) throw new OsvbError('OSVB_USAGE', 'osvb explain needs a module name', { hint: 'osvb explain MODULE [image words]' });
   const name = args.words[moduleIndex] as string;
   const words = args.words.filter((_w, i) => i !== moduleIndex);
+  if (name === 'kernel') return explainKernelCommand(args, words);
   const ex = await explainModule(
     { words, osvBase: args.osvBase, buildPath: args.buildPath, compat: args.compat, libgccSDir: args.libgccSDir, cacheDir: args.cacheDir },
     name,
@@ -34,6 +35,25 @@ export async function runExplain(argv: string[]): Promise<number> {
     for (const r of ex.reasons) out.push(`  - ${r.text}`);
   }
   if (ex.dependents.length) out.push(`modules that require it (rebuilt with it when it changes): ${ex.dependents.join(', ')}`);
+  process.stdout.write(out.join('\n') + '\n');
+  return 0;
+}
+
+/** `osvb explain kernel [WORDS]`: the kernel node of an OSv source tree. */
+async function explainKernelCommand(args: ReturnType<typeof parseBuildArgs>, words: string[]): Promise<number> {
+  const ex = await explainKernelBuild({ words, osvBase: args.osvBase, buildPath: args.buildPath, compat: args.compat, libgccSDir: args.libgccSDir, cacheDir: args.cacheDir });
+  if (args.json) {
+    process.stdout.write(JSON.stringify({ type: 'explain-kernel', ...ex }) + '\n');
+    return 0;
+  }
+  const out: string[] = [];
+  if (ex.verdict === 'up-to-date') out.push(`kernel: up to date (key ${ex.key}); make will not run`);
+  else if (ex.verdict === 'restore') out.push(`kernel: will be restored from the cache (key ${ex.key}); make will not run`);
+  else out.push(`kernel: will be built (key ${ex.key} is not in the cache)${ex.build ? `: ${ex.build.kind === 'full' ? 'make -B' : ex.build.kind === 'incremental' ? "make's own incremental build" : 'from scratch'} (${ex.build.reason})` : ''}`);
+  if (ex.reasons.length) {
+    out.push('changed since the last kernel build:');
+    for (const r of ex.reasons) out.push(`  - ${r}`);
+  }
   process.stdout.write(out.join('\n') + '\n');
   return 0;
 }

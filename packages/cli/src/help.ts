@@ -87,6 +87,10 @@ Says whether MODULE's next build restores it from the cache or runs make, and wh
 since its last build in this OSv base: input files added, removed or changed, variables,
 its module.py record, required modules. Takes the same words and options as osvb build
 (use the same image words as the build you ask about). --json prints one JSON object.
+
+osvb explain kernel [WORDS…]: in an OSv source tree, whether the kernel will be up to date,
+restored from the cache or built (make's own incremental build or make -B), and which of its
+inputs changed since its last build.
 `;
 
 export const CACHE_HELP = `Usage: osvb cache COMMAND [--cache-dir DIR | --osv-base DIR] [--json]

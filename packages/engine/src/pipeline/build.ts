@@ -22,7 +22,7 @@ import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
 import { DependencyRecorder } from './noopMemo.js';
 import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
-import { prepareKernel } from './kernelStage.js';
+import { buildKernel, kernelSource, placeKernel } from './kernelStage.js';
 import { unsupportedDiskFs, type DiskFormat } from '../image/disk/index.js';
 import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext, type ModuleBuildRecord } from './moduleAction.js';
 import {
@@ -517,8 +517,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
   if (plan.evaluation.appsError) throw workerErrorToOsvb(plan.evaluation.appsError);
   const { words } = resolved;
-  const loaderImg = prepareKernel({ kernel: opts.kernel, fs: words.fs, buildPath: resolved.buildPath, statCache, reporter });
-  if (loaderImg && words.fsSizeWarning) reporter({ type: 'warning', text: words.fsSizeWarning });
+  const kernel = kernelSource(opts.kernel, resolved.osvBase);
+  let loaderImg = kernel?.kind === 'prebuilt' ? placeKernel(kernel, words, resolved.buildPath, statCache, reporter) : undefined;
+  if (kernel && words.fsSizeWarning) reporter({ type: 'warning', text: words.fsSizeWarning });
   const deps = opts.command ? collectDependencies(plan, withMakefile) : undefined;
   const outputs = generateOsvOutputs({
     osvBase: resolved.osvBase,
@@ -551,9 +552,28 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   });
   if (outputs.noAppsSelected) reporter({ type: 'log', text: 'No apps selected' });
   // With a disk to write, BUILD/cmdline ends as scripts/build leaves it.
-  if (loaderImg && !unsupportedDiskFs(words.fs)) outputs.files.set('cmdline', diskCmdline(words.fs, outputs.files.get('cmdline') ?? ''));
+  if (kernel && !unsupportedDiskFs(words.fs)) outputs.files.set('cmdline', diskCmdline(words.fs, outputs.files.get('cmdline') ?? ''));
   const written = writeOsvOutputs(resolved.buildPath, outputs);
   reporter({ type: 'outputs-written', files: written });
+  if (kernel?.kind === 'source') {
+    const k = await buildKernel({
+      osvBase: resolved.osvBase,
+      buildPath: resolved.buildPath,
+      words: opts.words,
+      parsed: words,
+      usrManifest: outputs.files.get('usr.manifest') ?? '',
+      env: resolved.env,
+      moduleDirs: modules.map((m) => m.dir),
+      cache,
+      statCache,
+      remote,
+      reporter,
+      signal: opts.signal,
+      jobs: concurrency,
+      streamMakeOutput: opts.streamMakeOutput ?? false,
+    });
+    loaderImg = k.loaderImg;
+  }
   const images = await writeImages({
     osvBase: resolved.osvBase,
     buildPath: resolved.buildPath,

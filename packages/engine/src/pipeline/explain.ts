@@ -10,6 +10,7 @@ import { planBuild, type BuildOptions } from './build.js';
 import { BUILD_NAMESPACE, type ModuleBuildRecord } from './moduleAction.js';
 import type { ModuleState } from './state.js';
 import { diffKeyInputs, type KeyDifference } from './moduleKeys.js';
+import { explainKernel, isOsvSourceTree, type KernelExplanation } from '../kernel/index.js';
 
 export interface Explanation {
   module: string;
@@ -51,4 +52,43 @@ export async function explainModule(opts: BuildOptions, name: string): Promise<E
     reasons,
     dependents: plan.graph.transitiveDependentsOf(name),
   };
+}
+
+/**
+ * `osvb explain kernel`: what the kernel node of an OSv source tree would do (up to date,
+ * restore, rebuild) and why, without running make.
+ */
+export async function explainKernelBuild(opts: BuildOptions): Promise<KernelExplanation> {
+  const plan = await planBuild(opts);
+  const { resolved } = plan;
+  if (!isOsvSourceTree(resolved.osvBase)) {
+    throw new OsvbError('OSVB_USAGE', `${resolved.osvBase} is not an OSv source tree: there is no kernel to build here`, {
+      hint: 'a prebuilt kernel (--kernel DIR) is used as it is; "osvb explain MODULE" explains a module',
+    });
+  }
+  const words = resolved.words;
+  const ramfs = words.fs === 'ramfs';
+  const usrManifest = path.join(resolved.buildPath, 'usr.manifest');
+  let bootfsManifestText: string | undefined;
+  if (ramfs) {
+    try {
+      bootfsManifestText = fs.readFileSync(usrManifest, 'utf8');
+    } catch {
+      bootfsManifestText = '';
+    }
+  }
+  const ex = await explainKernel({
+    osvBase: resolved.osvBase,
+    buildPath: resolved.buildPath,
+    makeWords: opts.words,
+    fs: words.fs,
+    bootfsManifest: ramfs ? path.relative(resolved.osvBase, usrManifest) : words.kernelBootfsManifest,
+    ...(bootfsManifestText !== undefined ? { bootfsManifestText } : {}),
+    env: resolved.env,
+    moduleDirs: plan.modules.map((m) => m.dir),
+    cache: plan.cache,
+    statCache: plan.statCache,
+  });
+  plan.statCache.save();
+  return ex;
 }

@@ -5,5 +5,5 @@ export { BuildState, type ModuleState } from './state.js';
 export { parseBuildWords, type BuildWords, type FsType } from './words.js';
 export { buildEnvironment, findLibgccSDir, hostArch } from './environment.js';
 export { expandGeneratedManifest } from './manifest.js';
-export { explainModule, type Explanation } from './explain.js';
+export { explainModule, explainKernelBuild, type Explanation } from './explain.js';
 export { describeBase, type DescribeOptions, type BaseDescription, type ModuleDescription, type ImageDescription } from './describe.js';

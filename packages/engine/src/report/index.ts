@@ -18,6 +18,9 @@ export type BuildEvent =
   | { type: 'outputs-written'; files: string[] }
   /** A disk image (usr.img) was brought up to date: written anew, changed in place, or found current. */
   | { type: 'disk-written'; file: string; mode: 'full' | 'in-place' | 'unchanged'; bytesWritten: number; virtualSize: number; reason?: string; durationMs: number }
+  /** The kernel make of an OSv source tree: a stage started, is running (a heartbeat), or ended. */
+  | { type: 'kernel-progress'; stage: 'config' | 'stage1' | 'link' | 'full'; state: 'start' | 'running' | 'done'; elapsedMs: number; lines: number; compiles: number }
+  | { type: 'kernel-done'; status: 'up-to-date' | 'restored' | 'built'; key: string; durationMs: number; fromRemote?: boolean; build?: string; reason?: string }
   /** Something the user should see once, that is not a problem (e.g. how to get a usr.img). */
   | { type: 'notice'; text: string }
   | { type: 'done'; ok: boolean; durationMs: number; modules: number; built: number; restored: number; failed: number; evaluationCached: boolean; /** Of `restored`, from the remote cache. */ fromRemote?: number };

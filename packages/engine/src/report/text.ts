@@ -5,6 +5,12 @@ function secs(ms: number): string {
   return `${(ms / 1000).toFixed(2)}s`;
 }
 
+/** 2m05s for minutes-long work, else seconds. */
+function clock(ms: number): string {
+  const s = ms / 1000;
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${s.toFixed(1)}s`;
+}
+
 export function textReporter(opts: { verbose: boolean; write?: (s: string) => void }): Reporter {
   const write = opts.write ?? ((s: string) => process.stderr.write(s + '\n'));
   return (e: BuildEvent) => {
@@ -47,6 +53,19 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
         break;
       case 'notice':
         write(e.text);
+        break;
+      case 'kernel-progress': {
+        // Plain lines (CI logs, pipes): a stage's start and end, and a heartbeat while it runs.
+        const t = clock(e.elapsedMs);
+        if (e.state === 'start') write(`kernel: ${e.stage}…`);
+        else if (e.state === 'running') write(`kernel: ${e.stage} running for ${t} (${e.compiles} compiles so far)`);
+        else write(`kernel: ${e.stage} done in ${t}${e.compiles ? ` (${e.compiles} compiles)` : ''}`);
+        break;
+      }
+      case 'kernel-done':
+        if (e.status === 'up-to-date') {
+          if (opts.verbose) write(`kernel up to date (key ${e.key.slice(0, 16)})`);
+        } else write(`kernel ${e.status === 'restored' ? `restored from the ${e.fromRemote ? 'remote ' : ''}cache` : `built${e.build ? ` (${e.build}: ${e.reason})` : ''}`} in ${clock(e.durationMs)}`);
         break;
       case 'disk-written': {
         const mib = `${Math.round(e.virtualSize / (1024 * 1024))} MiB disk`;
