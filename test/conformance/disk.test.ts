@@ -16,9 +16,10 @@ import { writeRofsImageFromManifest } from '../../packages/engine/src/image/rofs
 import { initHashing } from '../../packages/engine/src/hash/index.js';
 import { REPO, tempDir } from '../helpers/cli.js';
 import { missingFor, SHARED_KERNEL, toRaw } from '../helpers/tools.js';
+import { syntheticDiskBin } from '../../tools/conformance/disk-oracle.mjs';
 
 const FIXTURE = path.join(REPO, 'test/conformance/disk');
-const cases = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'cases.json'), 'utf8')) as Record<string, { fs: 'rofs' | 'ramfs' | 'virtiofs'; cmdline: string; fs_size?: number }>;
+const cases = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'cases.json'), 'utf8')) as Record<string, { fs: 'rofs' | 'ramfs' | 'virtiofs'; cmdline: string; fs_size?: number; createDisk?: boolean }>;
 const expected = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'expected.json'), 'utf8')) as {
   loaderSha256: string;
   cases: Record<string, { sha256: string; size: number; cmdline: string; rofsSha256?: string }>;
@@ -49,6 +50,8 @@ describe.skipIf(skip !== undefined)('usr.img equals what scripts/build makes (di
           }
           const cmdline = diskCmdline(c.fs, c.cmdline);
           expect(cmdline).toBe(want.cmdline);
+          const diskBin = path.join(build, 'disk.bin');
+          if (c.createDisk) syntheticDiskBin(diskBin);
           const res = writeDiskImage({
             buildPath: build,
             fs: c.fs,
@@ -56,10 +59,12 @@ describe.skipIf(skip !== undefined)('usr.img equals what scripts/build makes (di
             ...(rofsImg ? { rofsImg } : {}),
             cmdline,
             fsSize: c.fs_size ?? 512 * 1024 * 1024,
-            createDisk: false,
+            createDisk: c.createDisk ?? false,
+            diskBin,
             format,
           });
-          expect(res.file).toBe(path.join(build, format === 'raw' ? 'usr.raw' : 'usr.img'));
+          const diskName = c.createDisk ? 'disk' : 'usr';
+          expect(res.file).toBe(path.join(build, format === 'raw' ? `${diskName}.raw` : `${diskName}.img`));
           if (format === 'qcow2') {
             const check = spawnSync('qemu-img', ['check', res.file], { encoding: 'utf8' });
             expect(check.status, check.stdout + check.stderr).toBe(0);

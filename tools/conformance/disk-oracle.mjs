@@ -47,34 +47,44 @@ export function rawDigest(image) {
  * (or the ramfs/virtiofs case block), then the cmdline prefix and `imgedit.py setargs`. Also
  * used by tools/bench/disk.mjs as the baseline.
  */
-export function osvDiskScript({ scripts, fs: fsType, fsSize = 512 * 1024 * 1024, libgccDir }) {
+export function osvDiskScript({ scripts, fs: fsType, fsSize = 512 * 1024 * 1024, libgccDir, createDisk = false, diskBin }) {
   const define = libgccDir ? ` -D libgcc_s_dir="${libgccDir}"` : '';
   let steps = `loader_size=$(stat --printf %s loader.img)\nkernel_end=$(($loader_size+2097151 & ~2097151))\nfs_size=${fsSize}\n`;
+  // --create-disk: the partition at 512 of scripts/disk.bin, into disk.img (no setargs: no usr.img).
+  steps += createDisk ? `partition_offset=512\nbare="${diskBin}"\nraw_disk=disk\nqcow2_disk=disk\n` : 'partition_offset=$kernel_end\nbare=loader.img\nraw_disk=bare\nqcow2_disk=usr\n';
   if (fsType === 'rofs') {
     steps += `rm -rf rofs.img
 python3 ${scripts}/gen-rofs-img.py -o rofs.img -m usr.manifest${define} >/dev/null
 partition_size=$(stat --printf %s rofs.img)
 image_size=$fs_size
-cp loader.img bare.raw
-python3 ${scripts}/imgedit.py setpartition "-f raw bare.raw" 2 $kernel_end $partition_size
-qemu-img resize bare.raw \${image_size}b >/dev/null 2>&1
-dd if=rofs.img of=bare.raw obs=$kernel_end seek=1 >/dev/null 2>&1
-qemu-img convert -f raw -O qcow2 bare.raw usr.img
-qemu-img resize usr.img \${image_size}b >/dev/null 2>&1
+cp $bare $raw_disk.raw
+python3 ${scripts}/imgedit.py setpartition "-f raw \${raw_disk}.raw" 2 $partition_offset $partition_size
+qemu-img resize \${raw_disk}.raw \${image_size}b >/dev/null 2>&1
+dd if=rofs.img of=\${raw_disk}.raw obs=$partition_offset seek=1 >/dev/null 2>&1
+qemu-img convert -f raw -O qcow2 $raw_disk.raw $qcow2_disk.img
+qemu-img resize $qcow2_disk.img \${image_size}b >/dev/null 2>&1
 `;
   } else {
-    steps += `image_size=$kernel_end
-cp loader.img bare.raw
-python3 ${scripts}/imgedit.py setpartition "-f raw bare.raw" 2 $kernel_end 0
-qemu-img resize bare.raw \${image_size}b >/dev/null 2>&1
-qemu-img convert -f raw -O qcow2 bare.raw usr.img
+    steps += `image_size=$partition_offset
+cp $bare $raw_disk.raw
+python3 ${scripts}/imgedit.py setpartition "-f raw \${raw_disk}.raw" 2 $partition_offset 0
+qemu-img resize \${raw_disk}.raw \${image_size}b >/dev/null 2>&1
+qemu-img convert -f raw -O qcow2 $raw_disk.raw $qcow2_disk.img
 `;
   }
-  return `${steps}rm -f bare.raw
+  return `${steps}rm -f $raw_disk.raw
 cmdline=$(cat cmdline)
 echo -n "--rootfs=${fsType} \${cmdline}" > cmdline
-PYTHONPATH=${scripts} python3 ${scripts}/imgedit.py setargs usr.img \`cat cmdline\`
+if [[ -f usr.img ]]; then PYTHONPATH=${scripts} python3 ${scripts}/imgedit.py setargs usr.img \`cat cmdline\`; fi
 `;
+}
+
+/** The stand-in for OSv's scripts/disk.bin (not ours to copy): a boot sector with only its signature. */
+export function syntheticDiskBin(file) {
+  const b = Buffer.alloc(512);
+  b[510] = 0x55;
+  b[511] = 0xaa;
+  fs.writeFileSync(file, b);
 }
 
 function main() {
@@ -86,9 +96,10 @@ function main() {
       fs.cpSync(path.join(fixture, 'tree'), work, { recursive: true });
       fs.copyFileSync(path.join(kernel, 'loader.img'), path.join(work, 'loader.img'));
       fs.writeFileSync(path.join(work, 'cmdline'), c.cmdline);
-      const steps = osvDiskScript({ scripts: `${ref}/scripts`, fs: c.fs, fsSize: c.fs_size ?? 512 * 1024 * 1024 });
+      if (c.createDisk) syntheticDiskBin(path.join(work, 'disk.bin'));
+    const steps = osvDiskScript({ scripts: `${ref}/scripts`, fs: c.fs, fsSize: c.fs_size ?? 512 * 1024 * 1024, createDisk: c.createDisk, diskBin: path.join(work, 'disk.bin') });
       sh(steps, work);
-      out.cases[name] = { ...rawDigest(path.join(work, 'usr.img')), cmdline: fs.readFileSync(path.join(work, 'cmdline'), 'utf8') };
+      out.cases[name] = { ...rawDigest(path.join(work, c.createDisk ? 'disk.img' : 'usr.img')), cmdline: fs.readFileSync(path.join(work, 'cmdline'), 'utf8') };
       if (c.fs === 'rofs') out.cases[name].rofsSha256 = sha(path.join(work, 'rofs.img'));
       console.log(name, out.cases[name].sha256);
     } finally {
