@@ -58,10 +58,18 @@ const makeLog = path.join(work, 'makes.log');
 const which = (cmd) => (process.env.PATH ?? '').split(':').map((d) => path.join(d, cmd)).find((p) => fs.existsSync(p) && !p.startsWith(bin));
 for (const cmd of ['gcc', 'g++', 'cc', 'c++']) {
   const real = which(cmd);
-  if (real) fs.writeFileSync(path.join(bin, cmd), `#!/bin/sh\necho ${cmd} >> '${compileLog}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
+  // One line per run; runs that only ask the compiler something (-print-*, -dump*, --version: the
+  // toolchain identity, the Makefile's own probes) are marked "query".
+  if (real) {
+    fs.writeFileSync(
+      path.join(bin, cmd),
+      `#!/bin/sh\nkind=compile\nfor a in "$@"; do case "$a" in -print-*|--print-*|-dump*|--version|-v) kind=query;; esac; done\necho "$kind ${cmd}" >> '${compileLog}'\nexec '${real}' "$@"\n`,
+      { mode: 0o755 },
+    );
+  }
 }
-fs.writeFileSync(path.join(bin, 'make'), `#!/bin/sh\necho make >> '${makeLog}'\nexec '${which('make')}' "$@"\n`, { mode: 0o755 });
-const count = (f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0);
+fs.writeFileSync(path.join(bin, 'make'), `#!/bin/sh\ncase "$1" in --version|-v) ;; *) echo make >> '${makeLog}';; esac\nexec '${which('make')}' "$@"\n`, { mode: 0o755 });
+const count = (f, kind) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter((l) => l && (!kind || l.startsWith(`${kind} `))).length : 0);
 const env = { ...Object.fromEntries(Object.entries(process.env).filter(([, v]) => typeof v === 'string')), PATH: `${bin}:${process.env.PATH}` };
 
 function copy(name) {
@@ -104,7 +112,8 @@ async function startRemote() {
 
 const words = kernelMakeWords(['mode=release', 'fs=rofs']);
 async function kernel(base, cacheDir, remote, label) {
-  const c0 = count(compileLog);
+  const c0 = count(compileLog, 'compile');
+  const q0 = count(compileLog, 'query');
   const m0 = count(makeLog);
   const t0 = performance.now();
   const warnings = [];
@@ -126,7 +135,7 @@ async function kernel(base, cacheDir, remote, label) {
   const tu = performance.now();
   await res.uploads;
   const uploadMs = performance.now() - tu;
-  return { res, ms, uploadMs, compilers: count(compileLog) - c0, makes: count(makeLog) - m0, warnings };
+  return { res, ms, uploadMs, compilers: count(compileLog, 'compile') - c0, queries: count(compileLog, 'query') - q0, makes: count(makeLog) - m0, warnings };
 }
 
 const failures = [];
@@ -149,13 +158,13 @@ try {
   const imgSha = await sha(img);
   const size = fs.statSync(img).size;
   const outBytes = cold.res.outputs.reduce((n, o) => n + (fs.statSync(path.join(cold.res.outDir, o), { throwIfNoEntry: false })?.size ?? 0), 0);
-  rows.push({ step: 'A cold build (config + stage1 + link)', ms: cold.ms, compilers: cold.compilers, makes: cold.makes, status: cold.res.status, note: `${cold.res.outputs.length} outputs, ${(outBytes / 1e6).toFixed(1)} MB; upload ${secs(cold.uploadMs)} after` });
+  rows.push({ step: 'A cold build (config + stage1 + link)', ms: cold.ms, compilers: cold.compilers, queries: cold.queries, makes: cold.makes, status: cold.res.status, note: `${cold.res.outputs.length} outputs, ${(outBytes / 1e6).toFixed(1)} MB; upload ${secs(cold.uploadMs)} after` });
   log(`A: loader.img ${size} bytes, sha256 ${imgSha}; key ${cold.res.key}`);
 
   await new Promise((r) => setTimeout(r, 2100));
   const noop = await kernel(a, cacheA, remote, 'A no-op');
   expect(noop.res.status === 'up-to-date' && noop.makes === 0, `A again: up to date, no make (${noop.res.status}, ${noop.makes} makes)`);
-  rows.push({ step: 'A again (no change)', ms: noop.ms, compilers: noop.compilers, makes: noop.makes, status: noop.res.status });
+  rows.push({ step: 'A again (no change)', ms: noop.ms, compilers: noop.compilers, queries: noop.queries, makes: noop.makes, status: noop.res.status });
 
   const b = copy('b');
   log(`B: ${b} with A's local cache`);
@@ -163,14 +172,14 @@ try {
   expect(rb.res.status === 'restored' && rb.compilers === 0 && rb.makes === 0, `B: restored from the local cache with no make and no compiler (${rb.res.status}, ${rb.makes} makes, ${rb.compilers} compilers)`);
   const bSha = await sha(path.join(b, 'build/release/loader.img'));
   expect(bSha === imgSha, 'B: loader.img byte-identical to A\'s');
-  rows.push({ step: 'B restore, local cache (another path)', ms: rb.ms, compilers: rb.compilers, makes: rb.makes, status: rb.res.status });
+  rows.push({ step: 'B restore, local cache (another path)', ms: rb.ms, compilers: rb.compilers, queries: rb.queries, makes: rb.makes, status: rb.res.status });
 
   const c = copy('c');
   log(`C: ${c} with an empty local cache and the warm remote`);
   const rc = await kernel(c, path.join(work, 'cache-c'), remote, 'C remote');
   expect(rc.res.status === 'restored' && rc.res.fromRemote === true && rc.compilers === 0 && rc.makes === 0, `C: restored from the remote cache with no make and no compiler (${rc.res.status}${rc.res.fromRemote ? ', from remote' : ''}, ${rc.makes} makes, ${rc.compilers} compilers)`);
   expect((await sha(path.join(c, 'build/release/loader.img'))) === imgSha, 'C: loader.img byte-identical to A\'s');
-  rows.push({ step: 'C restore, empty local cache + warm remote', ms: rc.ms, compilers: rc.compilers, makes: rc.makes, status: `${rc.res.status}${rc.res.fromRemote ? ' (remote)' : ''}` });
+  rows.push({ step: 'C restore, empty local cache + warm remote', ms: rc.ms, compilers: rc.compilers, queries: rc.queries, makes: rc.makes, status: `${rc.res.status}${rc.res.fromRemote ? ' (remote)' : ''}` });
 
   // One kernel source edited in A: make's incremental build (one compile and the link).
   const edited = path.join(a, 'core/debug.cc');
@@ -178,7 +187,7 @@ try {
     fs.appendFileSync(edited, '\n// edited by tools/kernel/real-kernel.mjs\n');
     const inc = await kernel(a, cacheA, undefined, 'A edit');
     expect(inc.res.status === 'built' && inc.res.build?.kind === 'incremental', `A after editing core/debug.cc: make's incremental build (${inc.res.status}, ${inc.res.build?.kind}: ${inc.res.build?.reason})`);
-    rows.push({ step: 'A after editing core/debug.cc (incremental)', ms: inc.ms, compilers: inc.compilers, makes: inc.makes, status: `${inc.res.status} (${inc.res.build?.kind})` });
+    rows.push({ step: 'A after editing core/debug.cc (incremental)', ms: inc.ms, compilers: inc.compilers, queries: inc.queries, makes: inc.makes, status: `${inc.res.status} (${inc.res.build?.kind})` });
   }
 } finally {
   remote.stop();
@@ -187,7 +196,8 @@ try {
 if (json) process.stdout.write(JSON.stringify({ rows, failures }, null, 2) + '\n');
 else {
   console.log(`\nOSv kernel through the kernel node (one run each, -j${jobs}):`);
-  for (const r of rows) console.log(`  ${r.step.padEnd(46)} ${secs(r.ms).padStart(10)}   ${String(r.compilers).padStart(5)} compiler runs, ${r.makes} makes   ${r.status}${r.note ? `   ${r.note}` : ''}`);
+  for (const r of rows) console.log(`  ${r.step.padEnd(46)} ${secs(r.ms).padStart(10)}   ${String(r.compilers).padStart(5)} compiles (+${r.queries} queries), ${r.makes} makes   ${r.status}${r.note ? `   ${r.note}` : ''}`);
+  console.log('  (queries: compiler runs that only print something: -print-file-name, -dumpfullversion, --version — the toolchain identity probe of an empty cache, and the Makefile\'s own probes)');
   if (failures.length) console.log(`\n${failures.length} expectation(s) failed:\n  ${failures.join('\n  ')}`);
 }
 if (!keep) fs.rmSync(work, { recursive: true, force: true });

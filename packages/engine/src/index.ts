@@ -15,4 +15,5 @@ export * from './pipeline/index.js';
 export * from './watch/index.js';
 export * from './run/index.js';
 export { KERNEL_BUILD_FILES, placePrebuiltKernel, type PlacedKernel } from './kernel/prebuilt.js';
+export * from './kernel/index.js';
 export { ENGINE_VERSION } from './version.js';

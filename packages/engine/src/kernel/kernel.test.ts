@@ -8,11 +8,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { LocalCache, RemoteCache } from '../cache/index.js';
 import type { BuildEvent } from '../report/index.js';
 import { useTempDirs } from '../testing/index.js';
 import { startRemoteCache, type RemoteCacheServer } from '../../../../test/helpers/remoteCache.js';
+import { execFileSync } from 'node:child_process';
 import { explainKernel, isOsvSourceTree, kernelMakeWords, runKernelNode, type KernelNodeInput, type KernelNodeResult } from './index.js';
 import { parseDepText } from './evidence.js';
 import { mentions } from './tree.js';
@@ -48,6 +49,7 @@ CC = gcc
 CXX = g++
 COMMON = -O1 -Iinclude -isystem $(out)/gen/include -DZFS_LEVEL=$(zfs_level) -DCONF_LEVEL=$(conf_level) $(conf_opt) -MD -MT $@ -MP
 objects = loader.o core/a.o core/b.o arch/x64/boot.o
+-include $(KERNEL_EXTRA_MK)
 
 all: $(out)/loader.img $(out)/libenviron.so $(out)/tools/mount/mount-fs.so links
 .PHONY: all
@@ -104,6 +106,7 @@ ${T}@sh scripts/mkbootfs.sh $(bootfs_manifest) $(out)
 
 $(out)/loader.img: $(out)/loader-stripped.elf $(out)/bootfs.bin
 ${T}@cat $^ > $@
+${T}@if [ -f ../edit-during-build ]; then echo '/* edited during the build */' >> core/b.c; rm ../edit-during-build; fi
 `,
   'conf/Makefile': `$(shell echo make >> ../makes.log)
 mode=release
@@ -128,7 +131,7 @@ ${T}@sed 's/^conf_\\([a-z_]*\\)=\\(.*\\)/#define CONF_\\1 \\2/' $< > $@
   'conf/release.mk': 'conf_opt = -DNDEBUG\n',
   'modules/bsd_zfs/zfs.mk': 'zfs_level = 1\n',
   'loader.cc': '#include <osv/kcfg.h>\nextern "C" int core_a(void);\nextern "C" int loader_main(void) { return core_a() + CONF_level; }\n',
-  'core/a.c': '#include <string.h>\n#include "osv/util.h"\n#define S(x) #x\n#define STR(x) S(x)\nconst char zfs_tag[] = "zfs-level-" STR(ZFS_LEVEL);\nint core_a(void) { return UTIL_VALUE + (int)strlen(zfs_tag); }\n',
+  'core/a.c': '#include <string.h>\n#include "osv/util.h"\n#define S(x) #x\n#define STR(x) S(x)\nconst char zfs_tag[] = "zfs-level-" STR(ZFS_LEVEL);\n#ifdef EXTRA_LEVEL\nconst char extra_tag[] = "extra-level-" STR(EXTRA_LEVEL);\n#endif\nint core_a(void) { return UTIL_VALUE + (int)strlen(zfs_tag); }\n',
   'core/b.c': '#include "osv/util.h"\nint core_b(void) { return UTIL_VALUE * 2; }\n',
   'include/osv/util.h': '#define UTIL_VALUE 7\n',
   'arch/x64/boot.c': 'int boot_entry(void) { return 1; }\n',
@@ -194,7 +197,7 @@ interface Run {
 }
 
 /** Files' mtimes are kept > 2 s in the past so stat fingerprints are trusted (as they are after a real edit). */
-function age(dir: string, seconds = 10): void {
+function age(dir: string, seconds = 30): void {
   const t = new Date(Date.now() - seconds * 1000);
   const walk = (d: string): void => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
@@ -207,12 +210,18 @@ function age(dir: string, seconds = 10): void {
   walk(dir);
 }
 
-/** Edit a file as a user would: new content, an mtime now (newer than any build), then age the tree (keeping the order). */
+/** Edit a file as a user would: new content, an mtime now (newer than any build). */
 function edit(c: Checkout, rel: string, text: string): void {
   fs.writeFileSync(path.join(c.base, rel), text);
 }
 
+let lastEnd = 0;
+
 async function run(c: Checkout, cacheDir: string, extra: Partial<KernelNodeInput> = {}): Promise<Run> {
+  // Outputs younger than 2 s are not trusted by their stats (as in every osvb stat check); a
+  // real next build comes later than that.
+  const wait = lastEnd + 2100 - Date.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   const makesBefore = lines(path.join(c.root, 'makes.log'));
   const compilesBefore = lines(path.join(c.root, 'compiles.log'));
   const events: BuildEvent[] = [];
@@ -225,12 +234,16 @@ async function run(c: Checkout, cacheDir: string, extra: Partial<KernelNodeInput
     cache: new LocalCache(cacheDir),
     reporter: (e) => events.push(e),
     jobs: '2',
+    moduleDirs: [path.join(c.base, 'modules/libgreet')],
     ...extra,
   });
   await res.uploads;
-  // Let the next run see these outputs as settled (a real build's next step comes seconds later).
-  age(path.join(c.base, 'build'), 5);
+  lastEnd = Date.now();
   return { res, makes: lines(path.join(c.root, 'makes.log')) - makesBefore, compiles: lines(path.join(c.root, 'compiles.log')) - compilesBefore, events };
+}
+
+function explain(c: Checkout, cacheDir: string): ReturnType<typeof explainKernel> {
+  return explainKernel({ osvBase: c.base, makeWords: ['mode=release'], fs: 'rofs', bootfsManifest: 'bootfs.manifest.skel', env: ENV, cache: new LocalCache(cacheDir), moduleDirs: [path.join(c.base, 'modules/libgreet')] });
 }
 
 function loader(c: Checkout): Buffer {
@@ -267,6 +280,115 @@ describe('isOsvSourceTree and the make words', () => {
   });
 });
 
+describe('the kernel node: build directory, toolchain, foreign objects, edits during make', () => {
+  // Each test its own cache: their trees are the same, and a restore would not exercise make.
+  let cacheDir = '';
+  beforeEach(() => {
+    cacheDir = path.join(tmp(), 'cache');
+  });
+
+  it('merges a real build/<mode> directory (the engine made it early) into the out dir and links it', async () => {
+    const c = checkout();
+    fs.mkdirSync(path.join(c.base, 'build/release'), { recursive: true });
+    fs.writeFileSync(path.join(c.base, 'build/release/usr.manifest'), '[manifest]\n');
+    age(c.base);
+    const r = await run(c, cacheDir);
+    expect(r.res.status).toBe('built');
+    expect(fs.lstatSync(path.join(c.base, 'build/release')).isSymbolicLink()).toBe(true);
+    expect(fs.readFileSync(path.join(c.base, 'build/release.x64/usr.manifest'), 'utf8')).toBe('[manifest]\n');
+    expect(r.res.outputs).not.toContain('usr.manifest');
+  });
+
+  it('copies loader.img and the skeleton files into a build path elsewhere', async () => {
+    const c = checkout();
+    age(c.base);
+    const elsewhere = path.join(c.root, 'out');
+    const r = await run(c, cacheDir, { buildPath: elsewhere });
+    expect(r.res.loaderImg).toBe(path.join(elsewhere, 'loader.img'));
+    expect(fs.readFileSync(path.join(elsewhere, 'loader.img')).equals(fs.readFileSync(path.join(c.base, 'build/release.x64/loader.img')))).toBe(true);
+    expect(fs.existsSync(path.join(elsewhere, 'libenviron.so'))).toBe(true);
+  });
+
+  it('a different compiler (a wrapper first on PATH) is a different key and a full rebuild', async () => {
+    const c = checkout();
+    age(c.base);
+    const first = await run(c, cacheDir);
+    expect(first.res.status).not.toBe('up-to-date');
+    const bin = path.join(c.root, 'bin');
+    fs.mkdirSync(bin);
+    const real = execFileSync('sh', ['-c', 'command -v gcc'], { encoding: 'utf8' }).trim();
+    fs.writeFileSync(path.join(bin, 'gcc'), `#!/bin/sh\nexec '${real}' "$@"\n`, { mode: 0o755 });
+    const env = { ...ENV, PATH: `${bin}:${ENV['PATH'] ?? ''}` };
+    const ex = await explainKernel({ osvBase: c.base, makeWords: ['mode=release'], fs: 'rofs', bootfsManifest: 'bootfs.manifest.skel', env, cache: new LocalCache(cacheDir), moduleDirs: [path.join(c.base, 'modules/libgreet')] });
+    expect(ex.verdict).toBe('rebuild');
+    expect(ex.reasons).toContain('toolchain changed: gcc');
+    const r = await run(c, cacheDir, { env });
+    expect(r.res.status).toBe('built');
+    expect(r.res.build?.kind).toBe('full');
+    expect(r.res.key).not.toBe(first.res.key);
+  });
+
+  it('objects rebuilt by hand with other settings since the last kernel make: make -B', async () => {
+    const c = checkout();
+    age(c.base);
+    await run(c, cacheDir);
+    fs.writeFileSync(path.join(c.base, 'core/b.c'), TREE['core/b.c'] + '/* touched */\n');
+    execFileSync('make', ['mode=release', 'conf_opt=-DBY_HAND=1', 'stage1'], { cwd: c.base, stdio: 'ignore' });
+    fs.writeFileSync(path.join(c.base, 'core/a.c'), TREE['core/a.c'] + '/* edited */\n');
+    const r = await run(c, cacheDir);
+    expect(r.res.status).toBe('built');
+    expect(r.res.build?.kind).toBe('full');
+    expect(r.res.build?.reason).toMatch(/changed outside osvb/);
+  });
+
+  it('a tree with .osvb-path-sensitive keys its absolute path: another checkout does not share the kernel', async () => {
+    const x = checkout();
+    const y = checkout();
+    for (const c of [x, y]) {
+      fs.writeFileSync(path.join(c.base, '.osvb-path-sensitive'), '');
+      age(c.base);
+    }
+    expect((await run(x, cacheDir)).res.status).toBe('built');
+    const r = await run(y, cacheDir);
+    expect(r.res.status).toBe('built');
+    expect((await explain(y, cacheDir)).verdict).toBe('up-to-date');
+  });
+
+  it('a makefile read from outside the tree (MAKEFILE_LIST) is an input: editing it rebuilds with make -B', async () => {
+    const c = checkout();
+    age(c.base);
+    const mk = path.join(c.root, 'extra.mk');
+    fs.writeFileSync(mk, 'COMMON += -DEXTRA_LEVEL=3\n');
+    const env = { ...ENV, KERNEL_EXTRA_MK: mk };
+    const first = await run(c, cacheDir, { env });
+    expect(first.res.status).toBe('built');
+    expect(loader(c).includes(Buffer.from('extra-level-3'))).toBe(true);
+    expect((await run(c, cacheDir, { env })).res.status).toBe('up-to-date');
+    fs.writeFileSync(mk, 'COMMON += -DEXTRA_LEVEL=4\n');
+    const r = await run(c, cacheDir, { env });
+    expect(r.res.status).toBe('built');
+    expect(r.res.build?.kind).toBe('full');
+    expect(r.res.build?.reason).toContain(mk);
+    expect(loader(c).includes(Buffer.from('extra-level-4'))).toBe(true);
+  });
+
+  it('a source edited while make runs: the result is not cached, and the next build runs make', async () => {
+    const c = checkout();
+    age(c.base);
+    fs.writeFileSync(path.join(c.root, 'edit-during-build'), '');
+    const r = await run(c, cacheDir);
+    expect(r.res.status).toBe('built');
+    expect(r.res.cached).toBe(false);
+    expect(r.events.some((e) => e.type === 'warning' && /core\/b\.c changed while make ran/.test(e.text))).toBe(true);
+    const next = await run(c, cacheDir);
+    expect(next.res.status).toBe('built');
+    expect(next.res.cached).toBe(true);
+    expect(next.compiles).toBe(1);
+    const again = await run(c, cacheDir);
+    expect(again.res.status).toBe('up-to-date');
+  });
+});
+
 describe('the kernel node (real make and gcc)', () => {
   const cacheDir = path.join(tmp(), 'cache');
   const a = checkout();
@@ -294,12 +416,12 @@ describe('the kernel node (real make and gcc)', () => {
     expect(r.res.status).toBe('up-to-date');
     expect(r.res.key).toBe(first.res.key);
     expect(r.makes).toBe(0);
-    expect((await explainKernel({ osvBase: a.base, makeWords: ['mode=release'], fs: 'rofs', bootfsManifest: 'bootfs.manifest.skel', env: ENV, cache: new LocalCache(cacheDir) })).verdict).toBe('up-to-date');
+    expect((await explain(a, cacheDir)).verdict).toBe('up-to-date');
   });
 
   it('rebuilds incrementally for a kernel source, and a header', async () => {
     edit(a, 'core/a.c', TREE['core/a.c'] + 'int core_a2(void) { return 2; }\n');
-    const ex = await explainKernel({ osvBase: a.base, makeWords: ['mode=release'], fs: 'rofs', bootfsManifest: 'bootfs.manifest.skel', env: ENV, cache: new LocalCache(cacheDir) });
+    const ex = await explain(a, cacheDir);
     expect(ex.verdict).toBe('rebuild');
     expect(ex.reasons).toContain('input file changed: core/a.c');
     expect(ex.build?.kind).toBe('incremental');
@@ -330,13 +452,22 @@ describe('the kernel node (real make and gcc)', () => {
     edit(a, 'apps/hello/hello.c', 'int main(void) { return 1; }\n');
     fs.writeFileSync(path.join(a.base, 'apps/hello/new.c'), 'int x;\n');
     edit(a, 'modules/libgreet/greet.c', 'int greet(void) { return 2; }\n');
-    const r = await run(a, cacheDir, { moduleDirs: [path.join(a.base, 'modules/libgreet')] });
+    const r = await run(a, cacheDir);
     expect(r.res.status).toBe('up-to-date');
     expect(r.makes).toBe(0);
 
+    // A module joining the image (its directory leaves the static set) or leaving it: the key
+    // changes with the set, but make's objects are still good.
+    const joined = await run(a, cacheDir, { moduleDirs: [] });
+    expect(joined.res.status).toBe('built');
+    expect(joined.res.build?.kind).toBe('incremental');
+    expect(joined.compiles).toBe(0);
+    const left = await run(a, cacheDir);
+    expect(left.res.status).toBe('restored');
+
     const before = loader(a);
     edit(a, 'README.md', '# changed\n');
-    const d = await run(a, cacheDir, { moduleDirs: [path.join(a.base, 'modules/libgreet')] });
+    const d = await run(a, cacheDir);
     expect(d.res.status).toBe('built');
     expect(d.res.build?.kind).toBe('incremental');
     expect(d.compiles).toBe(0);
@@ -353,8 +484,8 @@ describe('the kernel node (real make and gcc)', () => {
     ] as const) fs.writeFileSync(path.join(b.base, rel), text);
     age(b.base);
     expect(b.base).not.toBe(a.base);
-    const ex = await explainKernel({ osvBase: b.base, makeWords: ['mode=release'], fs: 'rofs', bootfsManifest: 'bootfs.manifest.skel', env: ENV, cache: new LocalCache(cacheDir) });
-    expect(ex.verdict).toBe('restore');
+    const ex = await explain(b, cacheDir);
+    expect(ex.verdict, ex.reasons.join('\n')).toBe('restore');
     const r = await run(b, cacheDir);
     expect(r.res.status).toBe('restored');
     expect(r.makes).toBe(0);

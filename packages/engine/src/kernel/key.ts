@@ -40,7 +40,16 @@ export interface KernelKeyInputs {
   userConfig: string | null;
   /** The static input set: relative path → content digest. */
   files: Record<string, string>;
+  /**
+   * The base's absolute path, when the tree opts in to path-sensitive keys with a
+   * `.osvb-path-sensitive` file at its top (as modules do): OSv's loader.img and libenviron.so
+   * carry the checkout path in their debug information (DW_AT_comp_dir), so without it a
+   * checkout restores a kernel whose debug information names another checkout's path.
+   */
+  absolute?: string;
 }
+
+export const PATH_SENSITIVE_MARKER = '.osvb-path-sensitive';
 
 /** Recorded inputs outside the static set: `${OSV_BASE}/…` or absolute path → digest. */
 export type Extras = Record<string, string>;
@@ -272,6 +281,7 @@ export function diffKernelInputs(prev: KernelKeyInputs | undefined, cur: KernelK
   for (const n of [...new Set([...Object.keys(prev.valueFiles), ...Object.keys(cur.valueFiles)])].sort()) {
     if (prev.valueFiles[n] !== cur.valueFiles[n]) out.push(`file named by a word or variable changed: ${n}`);
   }
+  if (prev.absolute !== cur.absolute) out.push(`path-sensitive tree (${PATH_SENSITIVE_MARKER}) at ${cur.absolute ?? '(no longer path-sensitive)'}`);
   if (prev.userConfig !== cur.userConfig) out.push(cur.userConfig ? 'the build directory has a .config osvb did not write (menuconfig?)' : 'the .config osvb did not write is gone');
   let files = 0;
   const shown: string[] = [];

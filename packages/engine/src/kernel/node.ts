@@ -20,12 +20,12 @@ import * as path from 'node:path';
 import { CorruptEntryError, INLINE_BLOB_MAX, withLock, type LocalCache, type RemoteCache } from '../cache/index.js';
 import { OsvbError, isOsvbError } from '../errors/index.js';
 import { tempNameFor, uniqueSuffix, writeFileAtomic } from '../fsutil/index.js';
-import { canonicalJson, digestBytes, digestString, digestValue, initHashing, StatCache, type Digest } from '../hash/index.js';
+import { canonicalJson, digestString, digestValue, initHashing, StatCache, type Digest } from '../hash/index.js';
 import type { Reporter } from '../report/index.js';
 import { ENGINE_VERSION } from '../version.js';
 import { KERNEL_BUILD_FILES } from './prebuilt.js';
-import { defaultMakefile, hostKernelArch, parseKernelWords, type KernelWords } from './detect.js';
-import { isBootfsDepFile, listDepFiles, makefileListRecorder, readEvidence, readMakefileList } from './evidence.js';
+import { defaultMakefile, hostKernelArch, kernelMakeWords, parseKernelWords, type KernelWords } from './detect.js';
+import { isBootfsDepFile, listDepFiles, makefileListRecorder, parseDepText, readEvidence, readMakefileList } from './evidence.js';
 import {
   diffKernelInputs,
   fingerprintHolds,
@@ -37,6 +37,7 @@ import {
   makeFingerprint,
   makefileTokens,
   KERNEL_KEY_SCHEMA,
+  PATH_SENSITIVE_MARKER,
   treeVersion,
   valueFiles,
   type Extras,
@@ -55,7 +56,7 @@ export interface KernelNodeInput {
   osvBase: string;
   /** The engine's build path (default `<base>/build/<mode>`, the Makefile's own link to the out dir). */
   buildPath?: string;
-  /** The words scripts/build passes to make (see kernelMakeWords). */
+  /** scripts/build's words: the ones it passes to make are used (kernelMakeWords: no image=, fs=, …). */
   makeWords: readonly string[];
   /** scripts/build's `fs=` (zfs, rofs, ramfs, …): `fs=` in the link make's environment. */
   fs: string;
@@ -76,7 +77,7 @@ export interface KernelNodeInput {
   remote?: RemoteCache;
   reporter: Reporter;
   signal?: AbortSignal;
-  /** `-jN` for stage1 and the link when the words carry no -j (e.g. the number of cores). */
+  /** Parallel jobs for stage1 and the link when the words carry no -j: `N` or `-jN` (e.g. the number of cores). */
   jobs?: string;
   /** Structured progress (stage, elapsed time, lines): for a progress display. */
   onProgress?: (p: KernelProgress) => void;
@@ -119,7 +120,7 @@ export interface KernelExplanation {
 }
 
 /** Deliverables scripts/build's image steps and OSv's skeletons read, besides everything top-level. */
-const ENGINE_FILES = new Set(['usr.manifest', 'bootfs.manifest', 'cmdline', 'javamains', 'fstab', 'append.manifest', 'append_cmdline', 'usr.img', 'disk.img', 'rofs.img', 'zfs_disk.img', 'bare.raw', 'disk.ext', 'build.out']);
+const ENGINE_FILES = new Set(['usr.manifest', 'bootfs.manifest', 'cmdline', 'javamains', 'fstab', 'append.manifest', 'append_cmdline', 'usr.img', 'usr.raw', 'disk.img', 'rofs.img', 'zfs_disk.img', 'bare.raw', 'disk.ext', 'build.out']);
 
 /** What of the out dir is stored: every kernel product at the top, generated headers and config, every `.so`. */
 export function isDeliverable(rel: string): boolean {
@@ -130,6 +131,8 @@ export function isDeliverable(rel: string): boolean {
 
 interface Ctx {
   input: KernelNodeInput;
+  /** The make words (scripts/build's filter applied). */
+  makeWords: string[];
   base: string;
   given: string;
   words: KernelWords;
@@ -178,7 +181,8 @@ function secs(ms: number): string {
 function resolveCtx(input: KernelNodeInput): Ctx {
   const given = path.resolve(input.osvBase);
   const base = realOr(given);
-  const words = parseKernelWords(input.makeWords);
+  const makeWords = kernelMakeWords(input.makeWords);
+  const words = parseKernelWords(makeWords);
   const env: Record<string, string> = { ...input.env };
   const envArch = env['ARCH'];
   const cross = env['CROSS_PREFIX'] ?? words.vars['CROSS_PREFIX'];
@@ -199,7 +203,7 @@ function resolveCtx(input: KernelNodeInput): Ctx {
     return s;
   };
   const unph = (s: string): string => (s.startsWith('${OSV_BASE}') ? base + s.slice('${OSV_BASE}'.length) : s);
-  return { input, base, given, words, mode: words.mode, arch, outRel, outDir, buildPath, env, statCache, ownStatCache, store, prev: store.read(), ph, unph, bootfsRel: rel, reporter: input.reporter };
+  return { input, makeWords, base, given, words, mode: words.mode, arch, outRel, outDir, buildPath, env, statCache, ownStatCache, store, prev: store.read(), ph, unph, bootfsRel: rel, reporter: input.reporter };
 }
 
 function digestOrMissing(ctx: Ctx, abs: string): string {
@@ -248,6 +252,7 @@ function configParts(ctx: Ctx, inStatic: (rel: string) => boolean, envNames: rea
       toolchain: tc.identity,
       valueFiles: vf.files,
       userConfig,
+      ...(fs.existsSync(path.join(ctx.base, PATH_SENSITIVE_MARKER)) ? { absolute: ctx.base } : {}),
     },
     follow: [...tc.files, bootfsAbs, configFile, ...vf.paths],
   };
@@ -258,11 +263,17 @@ function walkTree(ctx: Ctx): TreeWalk {
   return walkKernelTree(ctx.base, { moduleDirs: ctx.input.moduleDirs ?? [], outputs });
 }
 
+/** What the static set's exclusions were computed from (relative to the base): the fingerprint holds only for the same. */
+function walkKeyOf(ctx: Ctx): string {
+  const rel = (p: string): string => relInside(ctx.base, realOr(p)) ?? '(outside)';
+  return canonicalJson({ modules: (ctx.input.moduleDirs ?? []).map(rel).sort(), outputs: [ctx.input.cache.root, ctx.buildPath].map(rel).sort() });
+}
+
 /** Compute the key inputs and k1: from the state when its fingerprint holds, else by walking and hashing (stat cache). */
 function planKey(ctx: Ctx): KeyPlan {
   const prev = ctx.prev;
   const hasVersion = fs.existsSync(path.join(ctx.base, 'scripts', 'osv-version.sh'));
-  if (prev?.fingerprint && prev.inputs.schema === KERNEL_KEY_SCHEMA && fingerprintHolds(ctx.base, prev.fingerprint)) {
+  if (prev?.fingerprint && prev.inputs.schema === KERNEL_KEY_SCHEMA && prev.walkKey === walkKeyOf(ctx) && fingerprintHolds(ctx.base, prev.fingerprint)) {
     const files = prev.inputs.files;
     const { parts, follow } = configParts(ctx, (r) => r in files, prev.envNames);
     const inputs: KernelKeyInputs = { ...parts, version: prev.inputs.version, files };
@@ -520,36 +531,64 @@ const HEADER_EXT = /\.(h|hh|hpp|hxx|h\+\+|inc|def|ipp|tcc|inl)$/;
  * changed file either a compile prerequisite (in a `.d` file) changed after that make finished,
  * or a file nothing refers to (not a makefile, script, linker script or manifest, not named in
  * one of them); no header added (it could shadow another), no compiled file removed. Changed
- * bootfs contents, fs or manifest: the bootfs blobs are removed first (make rebuilds and relinks).
- * Outputs restored over the objects are removed first when they are not what make left.
+ * bootfs contents (make does not know a bootfs blob's host files): make is told the bootfs
+ * manifest is new (`-W`), so it remakes the blob and relinks. Outputs restored over the objects
+ * are put back as that make left them first (from the cache).
  */
-function decideBuild(ctx: Ctx, plan: KeyPlan, extrasNow: Extras | undefined): { kind: KernelBuildKind; reason: string; remove: string[] } {
+interface BuildDecision {
+  kind: KernelBuildKind;
+  reason: string;
+  /** Out-dir files to remove before make (outputs restored into a directory without objects). */
+  remove: string[];
+  /** Files make is to take as just modified (`-W`): the bootfs manifest when a bootfs input changed. */
+  whatIf: string[];
+  /** Outputs to put back as the last make left them (restored over its objects). */
+  putBack: KernelOutput[];
+}
+
+function decideBuild(ctx: Ctx, plan: KeyPlan, extrasNow: Extras | undefined): BuildDecision {
   const prev = ctx.prev;
   const depFilesNow = fs.existsSync(ctx.outDir) ? listDepFiles(ctx.outDir) : [];
   const remove: string[] = [];
+  const whatIf: string[] = [];
+  const putBack: KernelOutput[] = [];
+  const full = (reason: string): BuildDecision => ({ kind: 'full', reason: `${reason}: building with make -B`, remove: [], whatIf: [], putBack: [] });
   if (!prev?.objects) {
-    if (depFilesNow.length > 0) return { kind: 'full', reason: `${ctx.outRel} holds objects osvb did not build (or whose record is gone): building with make -B`, remove };
+    if (depFilesNow.length > 0) return full(`${ctx.outRel} holds objects osvb did not build (or whose record is gone)`);
     // Outputs restored into an empty directory: make builds all, and must not take them as up to date.
     for (const o of prev?.outputs ?? []) remove.push(o.path);
-    return { kind: 'fresh', reason: 'no objects in the build directory', remove };
+    return { kind: 'fresh', reason: 'no objects in the build directory', remove, whatIf, putBack };
   }
   const objects = prev.objects;
   if (depFilesNow.length === 0) {
     for (const o of prev.outputs) remove.push(o.path);
-    return { kind: 'fresh', reason: 'no objects in the build directory', remove };
+    return { kind: 'fresh', reason: 'no objects in the build directory', remove, whatIf, putBack };
   }
   // Products of earlier kernel makes that changed since: something else built there.
   for (const [rel, sig] of Object.entries(prev.products)) {
     const st = fs.lstatSync(path.join(ctx.outDir, rel), { throwIfNoEntry: false });
-    if (st && `${st.size}:${st.mtimeMs}:${st.ino}` !== sig) return { kind: 'full', reason: `${ctx.outRel}/${rel} changed outside osvb since the last kernel make: building with make -B`, remove };
+    if (st && `${st.size}:${st.mtimeMs}:${st.ino}` !== sig) return full(`${ctx.outRel}/${rel} changed outside osvb since the last kernel make`);
   }
   if (compileConfig(plan.inputs) !== objects.config) {
     const was = objects.configParts;
     const why = was ? diffKernelInputs({ ...plan.inputs, ...was }, plan.inputs).filter((r) => !r.startsWith('input file')) : [];
-    return { kind: 'full', reason: `make cannot see this change (${why[0] ?? 'make words, environment or toolchain changed'}): building with make -B`, remove };
+    return full(`make cannot see this change (${why[0] ?? 'make words, environment or toolchain changed'})`);
   }
   const tracked = new Set(objects.tracked);
-  const mtimeNewer = (abs: string): boolean => (fs.statSync(abs, { throwIfNoEntry: false })?.mtimeMs ?? 0) > objects.endedAt;
+  // make remakes a target when a prerequisite is newer than it: a changed prerequisite must be
+  // newer than every target its .d files name (a file restored with an old mtime is not).
+  let targetsOf: Map<string, string[]> | undefined;
+  const mtimeNewer = (abs: string): boolean => {
+    const m = fs.statSync(abs, { throwIfNoEntry: false })?.mtimeMs;
+    if (m === undefined) return false;
+    targetsOf ??= dependents(ctx, depFilesNow);
+    const ts = targetsOf.get(abs);
+    if (!ts || ts.length === 0) return m > objects.endedAt;
+    return ts.every((t) => {
+      const tm = fs.statSync(t, { throwIfNoEntry: false })?.mtimeMs;
+      return tm === undefined || m > tm;
+    });
+  };
   let walk = plan.walk;
   let buildLogicTexts: string[] | undefined;
   const isBuildLogic = (rel: string): boolean => {
@@ -576,21 +615,31 @@ function decideBuild(ctx: Ctx, plan: KeyPlan, extrasNow: Extras | undefined): { 
     const was = objects.files[rel];
     const now = cur[rel];
     if (was === now) continue;
+    // Only the exclusions moved (a module joined or left the image): the file is as it was.
+    if (now === undefined && digestOrMissing(ctx, path.join(ctx.base, rel)) === was) continue;
+    if (
+      was === undefined &&
+      objects.excluded.some((d) => rel.startsWith(`${d}/`)) &&
+      (fs.lstatSync(path.join(ctx.base, rel), { throwIfNoEntry: false })?.mtimeMs ?? Infinity) < objects.startedAt
+    ) {
+      continue;
+    }
+    const trackedKey = relInside(ctx.base, realOr(path.join(ctx.base, rel))) ?? realOr(path.join(ctx.base, rel));
     if (was === undefined) {
       const ext = path.extname(rel);
-      if (HEADER_EXT.test(rel) || ext === '') return { kind: 'full', reason: `${rel} was added (a header can shadow another one make does not know about): building with make -B`, remove };
-      if (isBuildLogic(rel)) return { kind: 'full', reason: `${rel} was added and the build refers to it: building with make -B`, remove };
+      if (HEADER_EXT.test(rel) || ext === '') return full(`${rel} was added (a header can shadow another one make does not know about)`);
+      if (isBuildLogic(rel)) return full(`${rel} was added and the build refers to it`);
       continue;
     }
     if (now === undefined) {
-      if (tracked.has(rel) || isBuildLogic(rel)) return { kind: 'full', reason: `${rel} was removed: building with make -B`, remove };
+      if (tracked.has(rel) || tracked.has(trackedKey) || isBuildLogic(rel)) return full(`${rel} was removed`);
       continue;
     }
-    if (tracked.has(rel)) {
-      if (!mtimeNewer(path.join(ctx.base, rel))) return { kind: 'full', reason: `${rel} changed but is not newer than the last build (make would miss it): building with make -B`, remove };
+    if (tracked.has(rel) || tracked.has(trackedKey)) {
+      if (!mtimeNewer(realOr(path.join(ctx.base, rel)))) return full(`${rel} changed but is not newer than what make built from it (make would miss it)`);
       continue;
     }
-    if (isBuildLogic(rel)) return { kind: 'full', reason: `${rel} changed and make does not track it (a makefile, script, or a file they name): building with make -B`, remove };
+    if (isBuildLogic(rel)) return full(`${rel} changed and make does not track it (a makefile, script, or a file they name)`);
   }
   // Inputs outside the tree.
   const makefiles = new Set(objects.makefiles);
@@ -600,51 +649,86 @@ function decideBuild(ctx: Ctx, plan: KeyPlan, extrasNow: Extras | undefined): { 
   for (const p of Object.keys(objects.extras).sort()) {
     if (objects.extras[p] === now[p]) continue;
     const abs = ctx.unph(p);
-    if (makefiles.has(p)) return { kind: 'full', reason: `makefile ${p} changed: building with make -B`, remove };
-    const bins = bootfsOf.get(abs);
-    if (bins) {
-      remove.push(...bins);
+    if (makefiles.has(p)) return full(`makefile ${p} changed`);
+    if (bootfsOf.has(abs)) {
+      whatIf.push(ctx.bootfsRel);
       continue;
     }
     const asWritten = relInside(ctx.base, abs) ?? abs;
     if (tracked.has(asWritten) || tracked.has(abs)) {
-      if (!mtimeNewer(abs)) return { kind: 'full', reason: `${p} changed but is not newer than the last build: building with make -B`, remove };
+      if (!mtimeNewer(realOr(abs))) return full(`${p} changed but is not newer than what make built from it (make would miss it)`);
       continue;
     }
-    return { kind: 'full', reason: `${p} changed: building with make -B`, remove };
+    return full(`${p} changed`);
   }
   if (objects.fs !== plan.inputs.fs || objects.bootfs.manifest !== plan.inputs.bootfs.manifest || objects.bootfs.digest !== plan.inputs.bootfs.digest) {
-    remove.push(...Object.keys(objects.bootfsDeps));
+    whatIf.push(ctx.bootfsRel);
   }
   if (prev.restoredOver) {
-    for (const o of prev.outputs) {
-      if ('link' in o) continue;
-      if (objects.outputs[o.path] !== o.digest) remove.push(o.path);
+    const now = new Map(prev.outputs.map((o) => [o.path, o]));
+    for (const o of objects.outputs) {
+      const r = now.get(o.path);
+      if (!r || canonicalJson(r) !== canonicalJson(o)) putBack.push(o);
+    }
+    for (const o of prev.outputs) if (!objects.outputs.some((x) => x.path === o.path)) remove.push(o.path);
+    if (putBack.some((o) => 'digest' in o && !ctx.input.cache.hasBlob(o.digest as Digest))) return full('outputs restored over the objects cannot be put back as make left them (not in the cache)');
+  }
+  const notes = [whatIf.length ? 'the bootfs is remade' : '', putBack.length ? `${putBack.length} restored outputs put back as make left them` : ''].filter(Boolean);
+  return { kind: 'incremental', reason: `make's incremental build${notes.length ? ` (${notes.join('; ')})` : ''}`, remove, whatIf: [...new Set(whatIf)], putBack };
+}
+
+/** Prerequisite (absolute, links resolved) → the targets (absolute) whose .d files name it. */
+function dependents(ctx: Ctx, depFiles: readonly string[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const rel of depFiles) {
+    if (isBootfsDepFile(rel)) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(ctx.outDir, rel), 'utf8');
+    } catch {
+      continue;
+    }
+    const dep = parseDepText(text);
+    // -MP adds an empty rule per header: those "targets" are prerequisites, not outputs.
+    const prereqs = new Set(dep.prereqs);
+    const targets = dep.targets.filter((t) => !prereqs.has(t)).map((t) => path.resolve(ctx.base, t));
+    for (const p of prereqs) {
+      const abs = realOr(path.resolve(ctx.base, p));
+      const list = out.get(abs);
+      if (list) list.push(...targets);
+      else out.set(abs, [...targets]);
     }
   }
-  return { kind: 'incremental', reason: remove.length ? `make's incremental build (removing ${remove.length} outputs it would not remake)` : "make's incremental build", remove };
+  return out;
 }
 
 function report(ctx: Ctx, text: string): void {
   ctx.reporter({ type: 'log', text: `kernel: ${text}` });
 }
 
+/** make's arguments without osvb's MAKEFILE_LIST recorder (`-f …/.osvb-mfl-…`). */
+function shownArgs(args: readonly string[]): string[] {
+  return args.filter((a, i) => !a.includes('.osvb-mfl-') && !(a === '-f' && args[i + 1]?.includes('.osvb-mfl-')));
+}
+
 /** Run config, stage1 and the link (or config and one `make -B`), with progress events. */
-async function runMakes(ctx: Ctx, kind: KernelBuildKind, recorders: { stage1: string; link: string }): Promise<KernelMakeResult[]> {
+async function runMakes(ctx: Ctx, kind: KernelBuildKind, recorders: { stage1: string; link: string }, whatIf: readonly string[], skipConfig = false): Promise<KernelMakeResult[]> {
   const makefile = defaultMakefile(ctx.base) ?? 'Makefile';
-  const words = [...ctx.input.makeWords];
-  const jobs = ctx.words.jobWords.length === 0 && ctx.input.jobs ? [`-j${ctx.input.jobs}`] : [];
+  const words = [...ctx.makeWords];
+  const j = ctx.input.jobs;
+  const jobs = ctx.words.jobWords.length === 0 && j ? [j.startsWith('-j') ? j : `-j${j}`] : [];
   const linkEnv = { ...ctx.env, fs: ctx.input.fs, bootfs_manifest: ctx.bootfsRel };
-  const steps: Array<{ stage: KernelStage; args: string[]; env: Record<string, string> }> = [{ stage: 'config', args: [...words, '-f', 'conf/Makefile', '-j1', 'config'], env: ctx.env }];
+  const steps: Array<{ stage: KernelStage; args: string[]; env: Record<string, string> }> = [];
+  if (!skipConfig) steps.push({ stage: 'config', args: [...words, '-f', 'conf/Makefile', '-j1', 'config'], env: ctx.env });
   if (kind === 'full') steps.push({ stage: 'full', args: [...words, ...jobs, '-B', '-f', makefile, '-f', recorders.link], env: linkEnv });
   else {
     steps.push({ stage: 'stage1', args: [...words, ...jobs, '-f', makefile, '-f', recorders.stage1, 'stage1'], env: ctx.env });
-    steps.push({ stage: 'link', args: [...words, ...jobs, '-f', makefile, '-f', recorders.link], env: linkEnv });
+    steps.push({ stage: 'link', args: [...words, ...jobs, ...whatIf.flatMap((f) => ['-W', f]), '-f', makefile, '-f', recorders.link], env: linkEnv });
   }
   const results: KernelMakeResult[] = [];
   const heartbeatMs = ctx.input.heartbeatMs ?? 30_000;
   for (const s of steps) {
-    report(ctx, `${s.stage}: make ${s.args.filter((a) => !a.includes('.osvb-mfl-')).join(' ')}`);
+    report(ctx, `${s.stage}: make ${shownArgs(s.args).join(' ')}`);
     const r = await runKernelMake({
       stage: s.stage,
       args: s.args,
@@ -711,10 +795,10 @@ async function runLocked(ctx: Ctx, started: number, none: Promise<void>): Promis
   });
 
   // Up to date: the same key as what is there, and its outputs untouched.
-  if (prev && localKey && prev.key === localKey && outputsHold(ctx.outDir, prev.outputs, prev.outputSigs)) {
+  if (prev && localKey && prev.key === localKey && outputsHold(ctx.outDir, prev.outputs, prev.outputSigs, (f) => digestOrMissing(ctx, f))) {
     ensureLinks(ctx);
     if (!plan.fast) {
-      ctx.store.write({ ...prev, inputs: plan.inputs, envNames: plan.envNames, fingerprint: plan.walk ? makeFingerprint(ctx.base, plan.walk, followOf(ctx, plan, prev.extras)) : prev.fingerprint });
+      ctx.store.write({ ...prev, inputs: plan.inputs, envNames: plan.envNames, walkKey: walkKeyOf(ctx), fingerprint: plan.walk ? makeFingerprint(ctx.base, plan.walk, followOf(ctx, plan, prev.extras)) : prev.fingerprint });
     }
     input.reporter({ type: 'module-restored', name: 'kernel', durationMs: performance.now() - started, upToDate: true });
     return done('up-to-date', localKey, prev.outputs);
@@ -742,6 +826,7 @@ async function runLocked(ctx: Ctx, started: number, none: Promise<void>): Promis
       inputs: plan.inputs,
       extras: c.extras,
       envNames: plan.envNames,
+      walkKey: walkKeyOf(ctx),
       fingerprint: makeFingerprint(ctx.base, plan.walk ?? walkTree(ctx), followOf(ctx, plan, c.extras)),
       outputs: found.rec.outputs,
       outputSigs: outputSigsOf(ctx.outDir, found.rec.outputs),
@@ -779,10 +864,13 @@ async function buildKernel(
   input.reporter({ type: 'module-start', name: 'kernel' });
   try {
     ensureLinks(ctx);
-    const decision = decideBuild(ctx, plan, plan.extrasLocal && prev?.objects ? currentExtras(ctx, prev.objects.extras) : undefined);
+    let decision = decideBuild(ctx, plan, plan.extrasLocal && prev?.objects ? currentExtras(ctx, prev.objects.extras) : undefined);
     for (const rel of decision.remove) {
       fs.rmSync(path.join(ctx.outDir, rel), { force: true });
       ctx.statCache.forget(path.join(ctx.outDir, rel));
+    }
+    if (decision.putBack.length > 0 && !restoreOutputs(ctx, { engine: ENGINE_VERSION, k1: '', extras: {}, outputs: decision.putBack, log: null, durationMs: 0 })) {
+      decision = { kind: 'full', reason: 'outputs restored over the objects could not be put back: building with make -B', remove: [], whatIf: [], putBack: [] };
     }
     report(ctx, `building (${decision.kind}: ${decision.reason})`);
     const before = snapshotDir(ctx.outDir);
@@ -794,10 +882,22 @@ async function buildKernel(
     fs.writeFileSync(recorders.stage1, makefileListRecorder(lists.stage1));
     fs.writeFileSync(recorders.link, makefileListRecorder(lists.link));
     let results: KernelMakeResult[];
-    const startedAt = Date.now();
+    const makeStartedAt = Date.now();
     let makefileList: string[] = [];
     try {
-      results = await runMakes(ctx, decision.kind, recorders);
+      results = await runMakes(ctx, decision.kind, recorders, decision.whatIf);
+      if (decision.whatIf.length > 0 && prev?.objects) {
+        // make was told the bootfs manifest is new: the bootfs blobs must have been remade.
+        const remade = Object.keys(prev.objects.bootfsDeps).some((bin) => {
+          const st = fs.lstatSync(path.join(ctx.outDir, bin), { throwIfNoEntry: false });
+          return st !== undefined && before.get(bin) !== `${st.size}:${st.mtimeMs}:${st.ino}`;
+        });
+        if (!remade) {
+          report(ctx, 'the bootfs was not remade by make -W; building with make -B');
+          decision = { kind: 'full', reason: 'a bootfs input changed and make did not remake the bootfs: building with make -B', remove: [], whatIf: [], putBack: [] };
+          results.push(...(await runMakes(ctx, 'full', recorders, [], true)));
+        }
+      }
       for (const l of [lists.stage1, lists.link]) makefileList.push(...(readMakefileList(l, l.slice(0, -'.list'.length)) ?? []));
     } finally {
       for (const f of [...Object.values(recorders), ...Object.values(lists)]) fs.rmSync(f, { force: true });
@@ -822,12 +922,14 @@ async function buildKernel(
     const after = snapshotDir(ctx.outDir);
     const changed: string[] = [];
     for (const [rel, sig] of after) if (before.get(rel) !== sig) changed.push(rel);
-    const changedSet = new Set(changed);
 
     // What the make read: the kernel's dependency files (written now, or by earlier kernel makes).
     const depFiles = [...new Set([...changed.filter((r) => r.endsWith('.d')), ...(decision.kind === 'full' || !prev?.objects ? [] : prev.depFiles)])].filter((r) => after.has(r)).sort();
     const evidence = readEvidence(ctx.outDir, depFiles);
-    const products = new Set<string>([...changed, ...Object.keys(prev?.products ?? {}).filter((r) => after.has(r) && decision.kind !== 'full')]);
+    const products = new Set<string>([...changed, ...Object.keys(prev?.products ?? {}).filter((r) => after.has(r))]);
+    // Inside the out dir, what a compile or make read was made by the kernel's makes (generated
+    // headers, kernel_conf.mk, .d files); only a bootfs can hold files others put there.
+    const inOut = (abs: string): boolean => relInside(ctx.outDir, abs) !== undefined;
     const isProduct = (abs: string): boolean => {
       const r = relInside(ctx.outDir, abs);
       return r !== undefined && (products.has(r) || r.endsWith('.d'));
@@ -836,10 +938,10 @@ async function buildKernel(
     const extras: Extras = {};
     const trackedList: string[] = [];
     const makefiles: string[] = [];
-    const classify = (abs: string): string | undefined => {
-      if (isProduct(abs)) return undefined;
+    const classify = (abs: string, bootfs = false): string | undefined => {
+      if (bootfs ? isProduct(abs) : inOut(abs)) return undefined;
       const real = realOr(abs);
-      if (isProduct(real)) return undefined;
+      if (bootfs ? isProduct(real) : inOut(real)) return undefined;
       const rel = relInside(ctx.base, real);
       if (rel !== undefined && rel in staticFiles) return undefined;
       const p = ctx.ph(real);
@@ -856,7 +958,7 @@ async function buildKernel(
     for (const [bin, files] of evidence.bootfs) {
       bootfsDeps[bin] = [];
       for (const f of files) {
-        const p = classify(f);
+        const p = classify(f, true);
         if (p) bootfsDeps[bin].push(realOr(f));
       }
     }
@@ -881,7 +983,8 @@ async function buildKernel(
     const key = fullKeyOf(plan.k1, sortedExtras);
     // Outputs: deliverables among the kernel make's products (and .config, which config may leave as it was).
     const outputs: KernelOutput[] = [];
-    const outRels = [...new Set([...[...products].filter((r) => isDeliverable(r) && after.has(r)), ...(after.has('.config') ? ['.config'] : [])])].sort();
+    // Config's outputs (gen/, .config) always; everything else the kernel's makes produced.
+    const outRels = [...after.keys()].filter((r) => isDeliverable(r) && (r.startsWith('gen/') || r === '.config' || products.has(r))).sort();
     const cache = input.cache;
     const log = cache.putBlobBytes(Buffer.from(results.map((r) => r.output).join(''), 'utf8'));
     for (const rel of outRels) {
@@ -909,8 +1012,6 @@ async function buildKernel(
         text: `kernel: ${changedInputs.slice(0, 5).join(', ')}${changedInputs.length > 5 ? ` and ${changedInputs.length - 5} more` : ''} changed while make ran; this kernel is not cached and the next build runs make again`,
       });
     }
-    const outputDigests: Record<string, string> = {};
-    for (const o of outputs) if (!('link' in o)) outputDigests[o.path] = o.digest;
     const objects: ObjectsState = {
       config: compileConfig(plan.inputs),
       configParts: configPartsOf(plan.inputs),
@@ -918,13 +1019,14 @@ async function buildKernel(
       extras: sortedExtras,
       fs: plan.inputs.fs,
       bootfs: plan.inputs.bootfs,
+      startedAt: makeStartedAt,
       endedAt,
+      excluded: post.excluded,
       tracked: [...new Set(trackedList)].sort(),
       bootfsDeps,
       makefiles: makefiles.sort(),
-      outputs: outputDigests,
+      outputs,
     };
-    void startedAt;
     const state: KernelState = {
       v: 1,
       key: cached ? key : '',
@@ -934,6 +1036,7 @@ async function buildKernel(
       inputs: plan.inputs,
       extras: sortedExtras,
       envNames: plan.envNames,
+      walkKey: walkKeyOf(ctx),
       fingerprint: cached ? makeFingerprint(ctx.base, post, followOf(ctx, plan, sortedExtras)) : null,
       outputs,
       outputSigs: outputSigsOf(ctx.outDir, outputs),
@@ -943,8 +1046,7 @@ async function buildKernel(
       restoredOver: false,
     };
     ctx.store.write(state);
-    void changedSet;
-    const stages = results.map((r) => ({ stage: r.stage, durationMs: r.durationMs, args: r.args.filter((a) => !a.includes('.osvb-mfl-')) }));
+    const stages = results.map((r) => ({ stage: r.stage, durationMs: r.durationMs, args: shownArgs(r.args) }));
     input.reporter({ type: 'module-built', name: 'kernel', durationMs: performance.now() - started });
     report(ctx, `built in ${secs(performance.now() - started)} (${decision.kind}); key ${key}${cached ? '' : ' (not cached)'}`);
     return done('built', key, outputs, { build: { kind: decision.kind, reason: decision.reason, stages }, cached, uploads });
@@ -1008,7 +1110,7 @@ export async function explainKernel(input: ExplainKernelInput): Promise<KernelEx
     const plan = planKey(ctx);
     const prev = ctx.prev;
     const localKey = plan.extrasLocal ? fullKeyOf(plan.k1, plan.extrasLocal) : undefined;
-    if (prev && localKey && prev.key === localKey && outputsHold(ctx.outDir, prev.outputs, prev.outputSigs)) {
+    if (prev && localKey && prev.key === localKey && outputsHold(ctx.outDir, prev.outputs, prev.outputSigs, (f) => digestOrMissing(ctx, f))) {
       return { verdict: 'up-to-date', key: localKey, k1: plan.k1, reasons: [] };
     }
     const reasons = diffKernelInputs(prev?.inputs, plan.inputs, prev?.extras, plan.extrasLocal);
@@ -1030,12 +1132,4 @@ export async function explainKernel(input: ExplainKernelInput): Promise<KernelEx
   } finally {
     if (ctx.ownStatCache) ctx.statCache.save();
   }
-}
-
-/** The `.d` file of a bootfs blob (exported for tests). */
-export { isBootfsDepFile };
-
-/** Digest helper for tests: bytes of a restored output. */
-export function outputDigest(data: Uint8Array): string {
-  return digestBytes(data);
 }

@@ -28,7 +28,10 @@ export interface ObjectsState {
   extras: Extras;
   fs: string;
   bootfs: { manifest: string; digest: string };
-  /** When that make finished (ms since the epoch): a tracked file must be newer to be seen. */
+  /** Directories the static set left out then (the image graph's). */
+  excluded: string[];
+  /** When that make started and finished (ms since the epoch). */
+  startedAt: number;
   endedAt: number;
   /** Compile prerequisites (relative to the base, or absolute): make rebuilds what depends on them. */
   tracked: string[];
@@ -36,8 +39,8 @@ export interface ObjectsState {
   bootfsDeps: Record<string, string[]>;
   /** Makefiles read from outside the tree (absolute or `${OSV_BASE}/…`). */
   makefiles: string[];
-  /** The outputs that make left (digests), to tell restored outputs from them. */
-  outputs: Record<string, string>;
+  /** The outputs that make left, to put back when outputs of another key were restored over them. */
+  outputs: KernelOutput[];
 }
 
 export interface KernelState {
@@ -50,10 +53,12 @@ export interface KernelState {
   extras: Extras;
   /** Environment variable names the key takes (from the makefiles' identifiers). */
   envNames: string[];
+  /** The exclusions the static set was walked with (module directories, cache, build path). */
+  walkKey: string;
   fingerprint: KernelFingerprint | null;
   outputs: KernelOutput[];
-  /** Output stats after the build or restore: [path, size, mtimeMs, ino, mode]; null when too fresh to trust. */
-  outputSigs: Array<[string, string, string, string, number]> | null;
+  /** Output stats after the build or restore: [path, size, mtimeMs, ino, mode, digest when too fresh to trust stats alone]. */
+  outputSigs: Array<[string, string, string, string, number, string?]> | null;
   objects: ObjectsState | null;
   /** Dependency files (relative to the out dir) the kernel make wrote. */
   depFiles: string[];
@@ -88,26 +93,40 @@ export class KernelStateStore {
 
 const RACY_MS = 2000;
 
-export function outputSigsOf(outDir: string, outputs: readonly KernelOutput[]): KernelState['outputSigs'] {
+/**
+ * Output stats right after a build or restore. An output modified within two seconds of being
+ * recorded could change again in the same timestamp tick unseen, so such an entry also keeps
+ * its digest and is checked by content (stat cache) instead of by stats alone.
+ */
+export function outputSigsOf(outDir: string, outputs: readonly KernelOutput[]): NonNullable<KernelState['outputSigs']> {
   const limit = Date.now() - RACY_MS;
   const out: NonNullable<KernelState['outputSigs']> = [];
   for (const o of outputs) {
     if ('link' in o) continue;
     const st = fs.lstatSync(path.join(outDir, o.path), { throwIfNoEntry: false });
-    if (!st || st.mtimeMs >= limit) return null;
-    out.push([o.path, String(st.size), st.mtimeMs.toString(), String(st.ino), st.mode & 0o777]);
+    if (!st) continue;
+    const sig: [string, string, string, string, number, string?] = [o.path, String(st.size), st.mtimeMs.toString(), String(st.ino), st.mode & 0o777];
+    if (st.mtimeMs >= limit) sig.push(o.digest);
+    out.push(sig);
   }
   return out;
 }
 
-export function outputsHold(outDir: string, outputs: readonly KernelOutput[], sigs: KernelState['outputSigs']): boolean {
+export function outputsHold(outDir: string, outputs: readonly KernelOutput[], sigs: KernelState['outputSigs'], digest: (abs: string) => string): boolean {
   if (!sigs) return false;
-  for (const [p, s, m, i, mode] of sigs) {
-    const st = fs.lstatSync(path.join(outDir, p), { throwIfNoEntry: false });
+  const seen = new Set<string>();
+  for (const [p, s, m, i, mode, d] of sigs) {
+    const abs = path.join(outDir, p);
+    const st = fs.lstatSync(abs, { throwIfNoEntry: false });
     if (!st || !st.isFile() || String(st.size) !== s || st.mtimeMs.toString() !== m || String(st.ino) !== i || (st.mode & 0o777) !== mode) return false;
+    if (d !== undefined && digest(abs) !== d) return false;
+    seen.add(p);
   }
   for (const o of outputs) {
-    if (!('link' in o)) continue;
+    if (!('link' in o)) {
+      if (!seen.has(o.path)) return false;
+      continue;
+    }
     try {
       if (fs.readlinkSync(path.join(outDir, o.path)) !== o.link) return false;
     } catch {

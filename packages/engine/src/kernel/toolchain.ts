@@ -11,6 +11,7 @@
  * - Libraries the link takes by name from the compiler's search path, as the Makefile asks for
  *   them (`-print-file-name=libstdc++.a`, `libgcc.a`, `libgcc_eh.a`, `libstdc++.so`,
  *   `libgcc_s.so.1`, `libboost_system{,-mt}.{a,so}`): by content.
+ * - Host packages whose files the make reads without a record (see dpkgVersions): by version.
  * - Headers (the C and C++ library's, Boost's, every other one): not here. The compiler lists
  *   every header it read in the `.d` files the kernel make writes; those outside the tree enter
  *   the key as recorded inputs by content (see key.ts). That is exact where a package identity
@@ -41,7 +42,7 @@ export interface ToolchainIdentity {
   files: string[];
 }
 
-const PROBE_VERSION = 1;
+const PROBE_VERSION = 3;
 
 function run(cmd: string, args: string[], env: Record<string, string>): string | undefined {
   try {
@@ -81,13 +82,16 @@ function programs(crossPrefix: string): Record<string, string> {
     'c++filt': 'c++filt',
     python3: 'python3',
     make: 'make',
+    // kbuild (OSv's config step) generates its parser with them.
+    bison: 'bison',
+    flex: 'flex',
   };
 }
 
 function probeId(env: Record<string, string>, crossPrefix: string): string {
   const pathVar = env['PATH'];
   const progs = programs(crossPrefix);
-  return [PROBE_VERSION, pathVar ?? '', crossPrefix, statId(findOnPath(progs.gcc as string, pathVar)), statId(findOnPath(progs['g++'] as string, pathVar))].join('\n');
+  return [PROBE_VERSION, pathVar ?? '', crossPrefix, statId(findOnPath(progs.gcc as string, pathVar)), statId(findOnPath(progs['g++'] as string, pathVar)), statId(DPKG_STATUS)].join('\n');
 }
 
 export function probeToolchain(env: Record<string, string>, crossPrefix: string): ToolchainProbe {
@@ -100,36 +104,67 @@ export function probeToolchain(env: Record<string, string>, crossPrefix: string)
   }
   const gcc = files['gcc'];
   const gxx = files['g++'];
+  // -print-prog-name answers a bare name for a program the driver runs from PATH (as, ld).
+  const prog = (printed: string | undefined): string | undefined => real(printed && !printed.includes('/') ? findOnPath(printed, pathVar) : printed);
   if (gcc) {
-    for (const prog of ['cc1', 'as', 'collect2', 'lto-wrapper', 'ld']) {
-      const f = real(run(gcc, [`-print-prog-name=${prog}`], env));
-      if (f) files[`gcc/${prog}`] = f;
+    for (const p of ['cc1', 'as', 'collect2', 'lto-wrapper', 'ld']) {
+      const f = prog(run(gcc, [`-print-prog-name=${p}`], env));
+      if (f) files[`gcc/${p}`] = f;
     }
-    const v = run(gcc, ['-dumpfullversion', '-dumpmachine'], env);
-    if (v) versions['gcc'] = v.replace(/\s+/g, ' ');
+    const v = [run(gcc, ['-dumpfullversion'], env), run(gcc, ['-dumpmachine'], env)].filter(Boolean).join(' ');
+    if (v) versions['gcc'] = v;
     const libgcc = real(run(gcc, ['-print-libgcc-file-name'], env));
     if (libgcc) files['lib/libgcc.a'] = libgcc;
-    for (const lib of ['libgcc_eh.a', 'libgcc_s.so.1', 'libboost_system.a', 'libboost_system-mt.a', 'libboost_system.so', 'libboost_system-mt.so']) {
+    for (const lib of ['libgcc_eh.a', 'libgcc_s.so.1', 'libboost_system.a', 'libboost_system-mt.a', 'libboost_system.so', 'libboost_system-mt.so', 'crtbeginS.o', 'crtendS.o', 'Scrt1.o', 'crti.o', 'crtn.o', 'libc.so.6', 'libc.so', 'libc_nonshared.a', 'libm.so.6']) {
       const f = real(run(gcc, [`-print-file-name=${lib}`], env));
       if (f) files[`lib/${lib}`] = f;
     }
   }
   if (gxx) {
-    const f = real(run(gxx, ['-print-prog-name=cc1plus'], env));
+    const f = prog(run(gxx, ['-print-prog-name=cc1plus'], env));
     if (f) files['g++/cc1plus'] = f;
-    const v = run(gxx, ['-dumpfullversion', '-dumpmachine'], env);
-    if (v) versions['g++'] = v.replace(/\s+/g, ' ');
+    const v = [run(gxx, ['-dumpfullversion'], env), run(gxx, ['-dumpmachine'], env)].filter(Boolean).join(' ');
+    if (v) versions['g++'] = v;
     for (const lib of ['libstdc++.a', 'libstdc++.so']) {
       const l = real(run(gxx, [`-print-file-name=${lib}`], env));
       if (l) files[`lib/${lib}`] = l;
     }
   }
-  for (const tool of ['ld.bfd', 'strip', 'objcopy']) {
+  for (const tool of ['ld.bfd', 'strip', 'objcopy', 'python3', 'make', 'bison', 'flex']) {
     const f = files[tool];
     const v = f ? run(f, ['--version'], env) : undefined;
     if (v) versions[tool] = v.split('\n')[0] as string;
   }
+  Object.assign(versions, dpkgVersions());
   return { id: probeId(env, crossPrefix), files, versions };
+}
+
+const DPKG_STATUS = '/var/lib/dpkg/status';
+/**
+ * A backstop for what the kernel make reads without a `.d` record: helper programs compiled and
+ * run on the host (gen-ctype-data prints the host C library's ctype tables; kbuild's conf;
+ * the compiler-flag probes) read the C library's and kernel's headers and run against the C
+ * library. On a Debian-like system the versions of those packages count.
+ */
+const DPKG_PACKAGES = /^(libc6|libc6-dev|linux-libc-dev|libstdc\+\+-[0-9]+-dev|libgcc-[0-9]+-dev)$/;
+
+export function dpkgVersions(statusFile = DPKG_STATUS): Record<string, string> {
+  let text: string;
+  try {
+    text = fs.readFileSync(statusFile, 'utf8');
+  } catch {
+    return {};
+  }
+  const out: Record<string, string> = {};
+  for (const stanza of text.split(/\n\n+/)) {
+    const name = /^Package: (.+)$/m.exec(stanza)?.[1];
+    if (!name || !DPKG_PACKAGES.test(name)) continue;
+    if (!/^Status: .* installed$/m.test(stanza)) continue;
+    const arch = /^Architecture: (.+)$/m.exec(stanza)?.[1] ?? '';
+    const version = /^Version: (.+)$/m.exec(stanza)?.[1] ?? '';
+    out[`dpkg:${name}:${arch}`] = version;
+  }
+  return out;
 }
 
 /** The probe, from `cacheFile` while the compilers and PATH are as they were. */

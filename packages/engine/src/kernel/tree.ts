@@ -198,7 +198,7 @@ export function mentions(text: string, dir: string): boolean {
   while (i >= 0) {
     const before = i === 0 ? '' : (text[i - 1] as string);
     const after = text[i + dir.length] ?? '';
-    const startOk = before === '' || (!PATH_CHAR.test(before) && before !== '/') || (before === '/' && text.slice(Math.max(0, i - 2), i) === './');
+    const startOk = before === '' || !PATH_CHAR.test(before);
     const endOk = after === '' || !PATH_CHAR.test(after);
     if (startOk && endOk) return true;
     i = text.indexOf(dir, i + 1);
