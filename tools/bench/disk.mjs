@@ -79,7 +79,7 @@ if (parts.has('update')) {
   const scripts = path.join(opts['osv-ref'], 'scripts');
   if (!fs.existsSync(path.join(scripts, 'gen-rofs-img.py'))) throw new Error(`--osv-ref ${opts['osv-ref']}: no scripts/gen-rofs-img.py`);
   const tree = path.join(work, 'update-500');
-  generateTree({ modules: 500, out: tree, seed: 1, dataFiles: opts['data-files'], dataBytes: opts['data-bytes'], force: true });
+  const info = generateTree({ modules: 500, out: tree, seed: 1, dataFiles: opts['data-files'], dataBytes: opts['data-bytes'], force: true });
   const cache = path.join(tree, '.cache');
   const words = ['build', 'image=all', 'fs=rofs', '--cache-dir', cache, '--kernel', opts.kernel];
   osvb(words, tree);
@@ -100,7 +100,8 @@ ${osvDiskScript({ scripts, fs: 'rofs', libgccDir: libgcc })}`;
     return performance.now() - t0;
   };
   osv(); // page cache warm for both
-  const victim = path.join(tree, 'apps/m0250/data', fs.readdirSync(path.join(tree, 'apps/m0250/data'))[0]);
+  const middle = info.modules[250];
+  const victim = path.isAbsolute(middle.dataFiles[0]) ? middle.dataFiles[0] : path.join(tree, middle.dataFiles[0]);
   const a = [];
   const b = [];
   let bytes = 0;

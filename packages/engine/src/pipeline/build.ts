@@ -405,6 +405,31 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await Promise.all(want.map((name) => limit(() => fetchFromRemote(remote, cache, keys.get(name) as string, prefetched))));
   }
 
+  // The kernel of an OSv source tree: before the modules, as scripts/build makes it before
+  // module.py (OSv's modules compile against its gen/include and kernel_conf.mk) — except for
+  // ramfs, whose bootfs is the usr.manifest the modules make: then after OSv's outputs.
+  const kernel = opts.modulesOnly ? undefined : kernelSource(opts.kernel, resolved.osvBase);
+  const runKernel = async (usrManifest: string): Promise<string> =>
+    (
+      await buildKernel({
+        osvBase: resolved.osvBase,
+        buildPath: resolved.buildPath,
+        words: opts.words,
+        parsed: resolved.words,
+        usrManifest,
+        env: resolved.env,
+        moduleDirs: modules.map((m) => m.dir),
+        cache,
+        statCache,
+        remote,
+        reporter,
+        signal: opts.signal,
+        jobs: concurrency,
+        streamMakeOutput: opts.streamMakeOutput ?? false,
+      })
+    ).loaderImg;
+  let loaderImg = kernel?.kind === 'source' && resolved.words.fs !== 'ramfs' ? await runKernel('') : undefined;
+
   const outcomes = await scheduleGraph(
     graph,
     withMakefile,
@@ -517,8 +542,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
   if (plan.evaluation.appsError) throw workerErrorToOsvb(plan.evaluation.appsError);
   const { words } = resolved;
-  const kernel = kernelSource(opts.kernel, resolved.osvBase);
-  let loaderImg = kernel?.kind === 'prebuilt' ? placeKernel(kernel, words, resolved.buildPath, statCache, reporter) : undefined;
+  if (kernel?.kind === 'prebuilt') loaderImg = placeKernel(kernel, words, resolved.buildPath, statCache, reporter);
   if (kernel && words.fsSizeWarning) reporter({ type: 'warning', text: words.fsSizeWarning });
   const deps = opts.command ? collectDependencies(plan, withMakefile) : undefined;
   const outputs = generateOsvOutputs({
@@ -555,25 +579,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (kernel && !unsupportedDiskFs(words.fs)) outputs.files.set('cmdline', diskCmdline(words.fs, outputs.files.get('cmdline') ?? ''));
   const written = writeOsvOutputs(resolved.buildPath, outputs);
   reporter({ type: 'outputs-written', files: written });
-  if (kernel?.kind === 'source') {
-    const k = await buildKernel({
-      osvBase: resolved.osvBase,
-      buildPath: resolved.buildPath,
-      words: opts.words,
-      parsed: words,
-      usrManifest: outputs.files.get('usr.manifest') ?? '',
-      env: resolved.env,
-      moduleDirs: modules.map((m) => m.dir),
-      cache,
-      statCache,
-      remote,
-      reporter,
-      signal: opts.signal,
-      jobs: concurrency,
-      streamMakeOutput: opts.streamMakeOutput ?? false,
-    });
-    loaderImg = k.loaderImg;
-  }
+  if (kernel?.kind === 'source' && words.fs === 'ramfs') loaderImg = await runKernel(outputs.files.get('usr.manifest') ?? '');
   const images = await writeImages({
     osvBase: resolved.osvBase,
     buildPath: resolved.buildPath,
