@@ -73,7 +73,11 @@ export async function buildKernel(input: KernelNodeStageInput): Promise<KernelNo
     cache: input.cache,
     statCache: input.statCache,
     ...(input.remote ? { remote: input.remote } : {}),
-    reporter: input.reporter,
+    // Its end is told once, by the kernel-done event below (with why it was built).
+    reporter: (e) => {
+      if ((e.type === 'module-start' || e.type === 'module-built' || e.type === 'module-restored') && e.name === 'kernel') return;
+      input.reporter(e);
+    },
     ...(input.signal ? { signal: input.signal } : {}),
     jobs: `-j${input.jobs}`,
     streamMakeOutput: input.streamMakeOutput,
