@@ -22,7 +22,7 @@ import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
 import { DependencyRecorder } from './noopMemo.js';
 import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
-import { buildKernel, kernelSource, placeKernel } from './kernelStage.js';
+import { kernelStage } from './kernelStage.js';
 import { unsupportedDiskFs, type DiskFormat } from '../image/disk/index.js';
 import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext, type ModuleBuildRecord } from './moduleAction.js';
 import {
@@ -405,18 +405,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await Promise.all(want.map((name) => limit(() => fetchFromRemote(remote, cache, keys.get(name) as string, prefetched))));
   }
 
-  // The kernel of an OSv source tree: before the modules, as scripts/build makes it before
-  // module.py (OSv's modules compile against its gen/include and kernel_conf.mk) — except for
-  // ramfs, whose bootfs is the usr.manifest the modules make: then after OSv's outputs.
-  const kernel = opts.modulesOnly ? undefined : kernelSource(opts.kernel, resolved.osvBase);
-  const runKernel = async (usrManifest: string): Promise<string> =>
-    (
-      await buildKernel({
+  const kernel = opts.modulesOnly
+    ? undefined
+    : kernelStage({
+        kernel: opts.kernel,
         osvBase: resolved.osvBase,
         buildPath: resolved.buildPath,
         words: opts.words,
         parsed: resolved.words,
-        usrManifest,
         env: resolved.env,
         moduleDirs: modules.map((m) => m.dir),
         cache,
@@ -426,9 +422,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         signal: opts.signal,
         jobs: concurrency,
         streamMakeOutput: opts.streamMakeOutput ?? false,
-      })
-    ).loaderImg;
-  let loaderImg = kernel?.kind === 'source' && resolved.words.fs !== 'ramfs' ? await runKernel('') : undefined;
+      });
+  let loaderImg = await kernel?.beforeModules();
 
   const outcomes = await scheduleGraph(
     graph,
@@ -542,8 +537,6 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
   if (plan.evaluation.appsError) throw workerErrorToOsvb(plan.evaluation.appsError);
   const { words } = resolved;
-  if (kernel?.kind === 'prebuilt') loaderImg = placeKernel(kernel, words, resolved.buildPath, statCache, reporter);
-  if (kernel && words.fsSizeWarning) reporter({ type: 'warning', text: words.fsSizeWarning });
   const deps = opts.command ? collectDependencies(plan, withMakefile) : undefined;
   const outputs = generateOsvOutputs({
     osvBase: resolved.osvBase,
@@ -579,7 +572,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (kernel && !unsupportedDiskFs(words.fs)) outputs.files.set('cmdline', diskCmdline(words.fs, outputs.files.get('cmdline') ?? ''));
   const written = writeOsvOutputs(resolved.buildPath, outputs);
   reporter({ type: 'outputs-written', files: written });
-  if (kernel?.kind === 'source' && words.fs === 'ramfs') loaderImg = await runKernel(outputs.files.get('usr.manifest') ?? '');
+  loaderImg = (await kernel?.afterOutputs(outputs.files.get('usr.manifest') ?? '')) ?? loaderImg;
   const images = await writeImages({
     osvBase: resolved.osvBase,
     buildPath: resolved.buildPath,

@@ -1,8 +1,8 @@
 /**
  * Where a build's kernel comes from: a prebuilt one (`--kernel DIR|FILE`, placed in the build
  * path before the image stage), the kernel node of an OSv source tree (kernel/: built or
- * restored as scripts/build would make it, after the modules and OSv's outputs, since ramfs
- * links the generated usr.manifest into it), or none (osvb then stops at rofs.img, as
+ * restored as scripts/build makes it — before the modules, or for ramfs after OSv's outputs,
+ * since it links the generated usr.manifest), or none (osvb then stops at rofs.img, as
  * module.py does).
  */
 import * as path from 'node:path';
@@ -13,21 +13,16 @@ import { isOsvSourceTree, placePrebuiltKernel, runKernelNode, type KernelNodeRes
 import type { Reporter } from '../report/index.js';
 import type { BuildWords } from './words.js';
 
-export type KernelSource = { kind: 'prebuilt'; path: string } | { kind: 'source' } | undefined;
+type KernelSource = { kind: 'prebuilt'; path: string } | { kind: 'source' } | undefined;
 
 /** Which kernel this build has: `--kernel`, else the base's own sources, else none. */
-export function kernelSource(kernel: string | undefined, osvBase: string): KernelSource {
+function kernelSource(kernel: string | undefined, osvBase: string): KernelSource {
   if (kernel !== undefined) return { kind: 'prebuilt', path: kernel };
   return isOsvSourceTree(osvBase) ? { kind: 'source' } : undefined;
 }
 
 /** A prebuilt kernel's files in the build path; its loader.img. */
-export function placeKernel(source: { kind: 'prebuilt'; path: string }, words: BuildWords, buildPath: string, statCache: StatCache, reporter: Reporter): string {
-  if (words.fs === 'ramfs' || words.fs === 'virtiofs') {
-    throw new OsvbError('OSVB_USAGE', `fs=${words.fs} links the generated bootfs into the kernel: a prebuilt --kernel cannot be used`, {
-      hint: 'build in an OSv source tree (the kernel is built with the image), or use fs=rofs with --kernel',
-    });
-  }
+function placeKernel(source: { kind: 'prebuilt'; path: string }, buildPath: string, statCache: StatCache, reporter: Reporter): string {
   const placed = placePrebuiltKernel(source.path, buildPath, (f) => statCache.digest(f));
   reporter({
     type: 'log',
@@ -36,14 +31,14 @@ export function placeKernel(source: { kind: 'prebuilt'; path: string }, words: B
   return placed.loaderImg;
 }
 
-export interface KernelNodeStageInput {
+export interface KernelStageInput {
+  /** `--kernel DIR|FILE`. */
+  kernel: string | undefined;
   osvBase: string;
   buildPath: string;
   /** The build's words as given (the node keeps those scripts/build passes to make). */
   words: readonly string[];
   parsed: BuildWords;
-  /** ramfs: the generated usr.manifest (the kernel's bootfs). */
-  usrManifest: string;
   env: Readonly<Record<string, string>>;
   moduleDirs: readonly string[];
   cache: LocalCache;
@@ -55,8 +50,38 @@ export interface KernelNodeStageInput {
   streamMakeOutput: boolean;
 }
 
+export interface KernelStage {
+  source: NonNullable<KernelSource>;
+  /** Before the modules: an OSv source tree's kernel, as scripts/build makes it before module.py (OSv's modules compile against its gen/include); not for ramfs. */
+  beforeModules(): Promise<string | undefined>;
+  /** After OSv's outputs are written: a prebuilt kernel placed, or ramfs's kernel built with the generated usr.manifest as its bootfs. */
+  afterOutputs(usrManifest: string): Promise<string | undefined>;
+}
+
+/** The kernel part of a build, or undefined when there is no kernel (osvb then stops at rofs.img). */
+export function kernelStage(input: KernelStageInput): KernelStage | undefined {
+  const source = kernelSource(input.kernel, input.osvBase);
+  if (!source) return undefined;
+  const ramfs = input.parsed.fs === 'ramfs';
+  if (source.kind === 'prebuilt' && (ramfs || input.parsed.fs === 'virtiofs')) {
+    // Before any module is built: the words alone make this build impossible.
+    throw new OsvbError('OSVB_USAGE', `fs=${input.parsed.fs} links the generated bootfs into the kernel: a prebuilt --kernel cannot be used`, {
+      hint: 'build in an OSv source tree (the kernel is built with the image), or use fs=rofs with --kernel',
+    });
+  }
+  if (input.parsed.fsSizeWarning) input.reporter({ type: 'warning', text: input.parsed.fsSizeWarning });
+  return {
+    source,
+    beforeModules: async () => (source.kind === 'source' && !ramfs ? (await buildKernel(input, '')).loaderImg : undefined),
+    afterOutputs: async (usrManifest) => {
+      if (source.kind === 'prebuilt') return placeKernel(source, input.buildPath, input.statCache, input.reporter);
+      return ramfs ? (await buildKernel(input, usrManifest)).loaderImg : undefined;
+    },
+  };
+}
+
 /** The kernel of an OSv source tree, through its node: up to date, restored, or built. */
-export async function buildKernel(input: KernelNodeStageInput): Promise<KernelNodeResult> {
+async function buildKernel(input: KernelStageInput, usrManifest: string): Promise<KernelNodeResult> {
   const { parsed } = input;
   // scripts/build names ramfs's bootfs build/<mode>.<arch>/usr.manifest, relative to the base.
   const ramfs = parsed.fs === 'ramfs';
@@ -67,7 +92,7 @@ export async function buildKernel(input: KernelNodeStageInput): Promise<KernelNo
     makeWords: input.words,
     fs: parsed.fs,
     bootfsManifest,
-    ...(ramfs ? { bootfsManifestText: input.usrManifest } : {}),
+    ...(ramfs ? { bootfsManifestText: usrManifest } : {}),
     env: input.env,
     moduleDirs: input.moduleDirs,
     cache: input.cache,
