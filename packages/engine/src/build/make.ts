@@ -8,6 +8,7 @@
  */
 import { OsvbError } from '../errors/index.js';
 import { childProcess } from '../fsutil/index.js';
+import { waitForGroup } from './processGroup.js';
 
 export interface MakeRequest {
   moduleName: string;
@@ -30,12 +31,6 @@ export function makeArgs(jobs: string | undefined): string[] {
   if (jobs === undefined) return ['module'];
   if (jobs === '-') return ['module', '-j'];
   return ['module', `-j${jobs}`];
-}
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  error?: NodeJS.ErrnoException;
 }
 
 export async function runMake(req: MakeRequest): Promise<MakeResult> {
@@ -64,31 +59,10 @@ export async function runMake(req: MakeRequest): Promise<MakeResult> {
   };
   sub.stdout?.on('data', onData);
   sub.stderr?.on('data', onData);
-  let canceled = false;
-  let forceTimer: NodeJS.Timeout | undefined;
-  const stopGroup = (): void => {
-    canceled = true;
-    const kill = (sig: NodeJS.Signals): void => {
-      try {
-        if (sub.pid) process.kill(-sub.pid, sig);
-      } catch {
-        /* already gone */
-      }
-    };
-    kill('SIGTERM');
-    forceTimer = setTimeout(() => kill('SIGKILL'), 5000);
-    forceTimer.unref();
-  };
-  req.signal?.addEventListener('abort', stopGroup, { once: true });
-  const exit = await new Promise<Exit>((resolve) => {
-    sub.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
-    sub.once('close', (code, signal) => resolve({ code, signal }));
-  });
-  req.signal?.removeEventListener('abort', stopGroup);
-  if (forceTimer) clearTimeout(forceTimer);
+  const exit = await waitForGroup(sub, req.signal);
   if (partial && req.onLine) req.onLine(partial);
   const durationMs = performance.now() - started;
-  if (canceled) {
+  if (exit.canceled) {
     throw new OsvbError('OSVB_INTERRUPTED', `make for ${req.moduleName} was stopped`);
   }
   if (exit.error) {

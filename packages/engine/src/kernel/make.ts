@@ -5,6 +5,7 @@
  */
 import { OsvbError } from '../errors/index.js';
 import { childProcess } from '../fsutil/index.js';
+import { waitForGroup } from '../build/processGroup.js';
 
 export type KernelStage = 'config' | 'stage1' | 'link' | 'full';
 
@@ -66,36 +67,15 @@ export async function runKernelMake(req: KernelMakeRun): Promise<KernelMakeResul
   sub.stderr?.on('data', onData);
   const beat = setInterval(() => progress('running'), req.heartbeatMs);
   beat.unref();
-  let canceled = false;
-  let forceTimer: NodeJS.Timeout | undefined;
-  const stopGroup = (): void => {
-    canceled = true;
-    const kill = (sig: NodeJS.Signals): void => {
-      try {
-        if (sub.pid) process.kill(-sub.pid, sig);
-      } catch {
-        /* gone */
-      }
-    };
-    kill('SIGTERM');
-    forceTimer = setTimeout(() => kill('SIGKILL'), 5000);
-    forceTimer.unref();
-  };
-  req.signal?.addEventListener('abort', stopGroup, { once: true });
-  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: NodeJS.ErrnoException }>((resolve) => {
-    sub.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
-    sub.once('close', (code, signal) => resolve({ code, signal }));
-  });
+  const exit = await waitForGroup(sub, req.signal);
   clearInterval(beat);
-  req.signal?.removeEventListener('abort', stopGroup);
-  if (forceTimer) clearTimeout(forceTimer);
   if (partial) {
     lines++;
     req.onLine?.(partial);
   }
   const output = chunks.join('');
   const durationMs = performance.now() - started;
-  if (canceled) throw new OsvbError('OSVB_INTERRUPTED', `the kernel make (${req.stage}) was stopped`);
+  if (exit.canceled) throw new OsvbError('OSVB_INTERRUPTED', `the kernel make (${req.stage}) was stopped`);
   if (exit.error) {
     if (exit.error.code === 'ENOENT') {
       throw new OsvbError('OSVB_MAKE_MISSING', `"${program}" was not found; the OSv kernel is built with make`, { hint: 'install make and gcc/g++ (Debian/Ubuntu: apt-get install -y make g++)' });

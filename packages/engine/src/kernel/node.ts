@@ -23,7 +23,7 @@ import { tempNameFor, uniqueSuffix, writeFileAtomic } from '../fsutil/index.js';
 import { canonicalJson, digestString, digestValue, initHashing, StatCache, type Digest } from '../hash/index.js';
 import type { Reporter } from '../report/index.js';
 import { ENGINE_VERSION } from '../version.js';
-import { KERNEL_BUILD_FILES } from './prebuilt.js';
+import { copyKernelFiles, KERNEL_BUILD_FILES } from './prebuilt.js';
 import { defaultMakefile, hostKernelArch, kernelMakeWords, parseKernelWords, type KernelWords } from './detect.js';
 import { isBootfsDepFile, listDepFiles, makefileListRecorder, parseDepText, readEvidence, readMakefileList } from './evidence.js';
 import {
@@ -425,23 +425,8 @@ function mergeInto(from: string, to: string): void {
 /** Copy what later steps read into a build path that is not the out dir (as --kernel does). */
 function placeInBuildPath(ctx: Ctx): string {
   if (realOr(ctx.buildPath) === realOr(ctx.outDir)) return path.join(ctx.buildPath, 'loader.img');
-  for (const rel of KERNEL_BUILD_FILES) {
-    const from = path.join(ctx.outDir, rel);
-    if (!fs.existsSync(from)) continue;
-    const to = path.join(ctx.buildPath, rel);
-    if (fs.existsSync(to) && digestOrMissing(ctx, to) === digestOrMissing(ctx, from)) continue;
-    fs.mkdirSync(path.dirname(to), { recursive: true });
-    const tmp = tempNameFor(to);
-    try {
-      fs.copyFileSync(from, tmp);
-      fs.chmodSync(tmp, fs.statSync(from).mode & 0o777);
-      fs.renameSync(tmp, to);
-    } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw new OsvbError('OSVB_IO', `cannot copy ${from} to ${to}: ${(e as NodeJS.ErrnoException).code ?? e}`, { cause: e });
-    }
-    ctx.statCache.forget(to);
-  }
+  const sources = new Map(KERNEL_BUILD_FILES.map((rel): [string, string] => [rel, path.join(ctx.outDir, rel)]).filter(([, from]) => fs.existsSync(from)));
+  for (const rel of copyKernelFiles(sources, ctx.buildPath, (f) => digestOrMissing(ctx, f))) ctx.statCache.forget(path.join(ctx.buildPath, rel));
   return path.join(ctx.buildPath, 'loader.img');
 }
 

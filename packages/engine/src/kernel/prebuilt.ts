@@ -76,6 +76,16 @@ export function placePrebuiltKernel(kernel: string, buildPath: string, digest: (
   }
   checkLoader(head, size, loader);
 
+  const copied = copyKernelFiles(sources, buildPath, digest);
+  return { loaderImg: path.join(buildPath, 'loader.img'), copied, files: [...sources.keys()] };
+}
+
+/**
+ * Put kernel files (build-path-relative name → source file) into the build path: each one whose
+ * content differs is copied atomically. Returns the names copied. Shared by `--kernel` and the
+ * kernel node when the build path is not its out dir.
+ */
+export function copyKernelFiles(sources: ReadonlyMap<string, string>, buildPath: string, digest: (file: string) => string): string[] {
   const copied: string[] = [];
   for (const [rel, from] of sources) {
     const to = path.join(buildPath, rel);
@@ -83,5 +93,5 @@ export function placePrebuiltKernel(kernel: string, buildPath: string, digest: (
     copyAtomic(from, to);
     copied.push(rel);
   }
-  return { loaderImg: path.join(buildPath, 'loader.img'), copied, files: [...sources.keys()] };
+  return copied;
 }
