@@ -16,7 +16,7 @@ import { writeRofsImageFromManifest } from '../../packages/engine/src/image/rofs
 import { initHashing } from '../../packages/engine/src/hash/index.js';
 import { REPO, tempDir } from '../helpers/cli.js';
 import { missingFor, SHARED_KERNEL, toRaw } from '../helpers/tools.js';
-import { syntheticDiskBin } from '../../tools/conformance/disk-oracle.mjs';
+import { osvDiskScript, syntheticDiskBin } from '../../tools/conformance/disk-oracle.mjs';
 
 const FIXTURE = path.join(REPO, 'test/conformance/disk');
 const cases = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'cases.json'), 'utf8')) as Record<string, { fs: 'rofs' | 'ramfs' | 'virtiofs'; cmdline: string; fs_size?: number; createDisk?: boolean }>;
@@ -80,4 +80,36 @@ describe.skipIf(skip !== undefined)('usr.img equals what scripts/build makes (di
       });
     }
   }
+});
+
+const OSV_REF = process.env['OSV_REF'] ?? '/work/ref/osv';
+const haveOsv = fs.existsSync(path.join(OSV_REF, 'scripts/imgedit.py')) && spawnSync('qemu-nbd', ['--version'], { stdio: 'ignore' }).status === 0;
+
+describe.skipIf(skip !== undefined || !haveOsv)('usr.img equals what scripts/build makes, OSv run live', () => {
+  it('rofs and ramfs: osvb and OSv\'s own commands on the same inputs give the same guest bytes', async () => {
+    await initHashing();
+    for (const [name, c] of Object.entries(cases).filter(([n]) => n === 'rofs-default' || n === 'ramfs')) {
+      const osv = tempDir('osvb-disk-live-osv-');
+      const mine = tempDir('osvb-disk-live-osvb-');
+      try {
+        for (const d of [osv, mine]) fs.cpSync(path.join(FIXTURE, 'tree'), d, { recursive: true });
+        fs.copyFileSync(path.join(SHARED_KERNEL, 'loader.img'), path.join(osv, 'loader.img'));
+        fs.writeFileSync(path.join(osv, 'cmdline'), c.cmdline);
+        const r = spawnSync('bash', ['-c', `set -euo pipefail\n${osvDiskScript({ scripts: path.join(OSV_REF, 'scripts'), fs: c.fs })}`], { cwd: osv, encoding: 'utf8' });
+        expect(r.status, r.stderr).toBe(0);
+        let rofsImg: string | undefined;
+        if (c.fs === 'rofs') {
+          rofsImg = path.join(mine, 'rofs.img');
+          await writeRofsImageFromManifest(fs.readFileSync(path.join(mine, 'usr.manifest'), 'utf8'), { file: 'usr.manifest', cwd: mine, walkOrder: 'sorted', strip: false }, rofsImg, { incremental: false });
+        }
+        const res = writeDiskImage({ buildPath: mine, fs: c.fs, loaderImg: path.join(SHARED_KERNEL, 'loader.img'), ...(rofsImg ? { rofsImg } : {}), cmdline: diskCmdline(c.fs, c.cmdline), fsSize: 512 * 1024 * 1024, createDisk: false, format: 'qcow2' });
+        expect(fs.readFileSync(path.join(osv, 'cmdline'), 'utf8'), name).toBe(diskCmdline(c.fs, c.cmdline));
+        const cmp = spawnSync('qemu-img', ['compare', '-f', 'qcow2', '-F', 'qcow2', res.file, path.join(osv, 'usr.img')], { encoding: 'utf8' });
+        expect(cmp.status, `${name}: ${cmp.stdout}${cmp.stderr}`).toBe(0);
+      } finally {
+        fs.rmSync(osv, { recursive: true, force: true });
+        fs.rmSync(mine, { recursive: true, force: true });
+      }
+    }
+  }, 120_000);
 });
