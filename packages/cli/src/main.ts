@@ -1,6 +1,6 @@
 /** The osvb command line: a thin shell over @osv-build/engine. */
 import { readFileSync } from 'node:fs';
-import { build, expandGeneratedManifest, jsonReporter, OsvbError, textReporter, type Reporter } from '@osv-build/engine';
+import { build, expandGeneratedManifest, jsonReporter, liveTerminal, OsvbError, textReporter, type Reporter } from '@osv-build/engine';
 import { engineOptions, parseBuildArgs, type ParsedBuildArgs } from './args.js';
 import { runCache, runExplain } from './commands.js';
 import { runImageCommand } from './imagecmds.js';
@@ -17,7 +17,8 @@ function version(): string {
 }
 
 function reporterFor(args: ParsedBuildArgs): Reporter {
-  return args.json ? jsonReporter() : textReporter({ verbose: args.verbose });
+  const live = liveTerminal();
+  return args.json ? jsonReporter() : textReporter({ verbose: args.verbose, ...(live ? { live } : {}) });
 }
 
 async function runBuild(argv: string[], printManifest: boolean): Promise<number> {

@@ -11,8 +11,60 @@ function clock(ms: number): string {
   return s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${s.toFixed(1)}s`;
 }
 
-export function textReporter(opts: { verbose: boolean; write?: (s: string) => void }): Reporter {
-  const write = opts.write ?? ((s: string) => process.stderr.write(s + '\n'));
+export interface TextReporterOptions {
+  verbose: boolean;
+  write?: (s: string) => void;
+  /**
+   * A terminal for a live status line during the kernel build (stage and elapsed time, redrawn
+   * every second). Without it (CI, pipes) the kernel build is plain lines: start, a heartbeat, done.
+   */
+  live?: NodeJS.WriteStream;
+}
+
+/** Whether stderr is a terminal that can take a live status line (not under CI=true). */
+export function liveTerminal(env: Readonly<Record<string, string | undefined>> = process.env): NodeJS.WriteStream | undefined {
+  return process.stderr.isTTY && env['CI'] !== 'true' && env['TERM'] !== 'dumb' ? process.stderr : undefined;
+}
+
+/** One redrawn line on a terminal: cleared before anything else is printed. */
+class StatusLine {
+  private timer: NodeJS.Timeout | undefined;
+  private shown = false;
+
+  constructor(private readonly tty: NodeJS.WriteStream) {}
+
+  start(render: () => string): void {
+    this.stop();
+    const draw = (): void => {
+      this.tty.write(`\r\x1b[K${render()}`);
+      this.shown = true;
+    };
+    draw();
+    this.timer = setInterval(draw, 1000);
+    this.timer.unref();
+  }
+
+  clear(): void {
+    if (!this.shown) return;
+    this.tty.write('\r\x1b[K');
+    this.shown = false;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.clear();
+  }
+}
+
+export function textReporter(opts: TextReporterOptions): Reporter {
+  const print = opts.write ?? ((s: string) => process.stderr.write(s + '\n'));
+  const status = opts.live ? new StatusLine(opts.live) : undefined;
+  const write = (s: string): void => {
+    status?.clear();
+    print(s);
+  };
+  let kernel = { stage: '', since: 0, compiles: 0 };
   return (e: BuildEvent) => {
     switch (e.type) {
       case 'start':
@@ -55,14 +107,28 @@ export function textReporter(opts: { verbose: boolean; write?: (s: string) => vo
         write(e.text);
         break;
       case 'kernel-progress': {
-        // Plain lines (CI logs, pipes): a stage's start and end, and a heartbeat while it runs.
         const t = clock(e.elapsedMs);
+        if (status) {
+          // A terminal: one live line while a stage runs, a plain line when it ends.
+          if (e.state === 'done') {
+            status.stop();
+            write(`kernel: ${e.stage} done in ${t}${e.compiles ? ` (${e.compiles} compiles)` : ''}`);
+          } else {
+            // The node's elapsed time is the truth; the line counts on from it.
+            kernel = { stage: e.stage, since: Date.now() - e.elapsedMs, compiles: e.compiles };
+            const k = kernel;
+            status.start(() => `kernel: ${k.stage} ${clock(Date.now() - k.since)}${k.compiles ? ` (${k.compiles} compiles)` : ''}`);
+          }
+          break;
+        }
+        // Plain lines (CI logs, pipes): a stage's start and end, and a heartbeat while it runs.
         if (e.state === 'start') write(`kernel: ${e.stage}…`);
         else if (e.state === 'running') write(`kernel: ${e.stage} running for ${t} (${e.compiles} compiles so far)`);
         else write(`kernel: ${e.stage} done in ${t}${e.compiles ? ` (${e.compiles} compiles)` : ''}`);
         break;
       }
       case 'kernel-done':
+        status?.stop();
         if (e.status === 'up-to-date') {
           if (opts.verbose) write(`kernel up to date (key ${e.key.slice(0, 16)})`);
         } else write(`kernel ${e.status === 'restored' ? `restored from the ${e.fromRemote ? 'remote ' : ''}cache` : `built${e.build ? ` (${e.build}: ${e.reason})` : ''}`} in ${clock(e.durationMs)}`);
