@@ -1,6 +1,7 @@
 /**
  * End-to-end: the real osvb binary on real trees in temp dirs, with real make, gcc and python3.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -274,5 +275,21 @@ describe('environment', () => {
     expect(res.exitCode, res.stderr).toBe(0);
     expect(fs.readdirSync(cwd)).toEqual([]);
     expect(fs.existsSync(path.join(base, 'build/release/usr.manifest'))).toBe(true);
+  });
+
+  it('the cache directory .osvb/ is ignored by git in an OSv checkout (a .gitignore of * inside it)', async () => {
+    const root = scratch();
+    const base = path.join(root, 'osv');
+    copyExample(base);
+    const git = (...args: string[]) => spawnSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.invalid', ...args], { cwd: base, encoding: 'utf8' });
+    git('init', '-q');
+    git('add', '-A');
+    const res = await osvb(['build', 'fs=rofs', '--osv-base', base]);
+    expect(res.exitCode, res.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(base, '.osvb/.gitignore'), 'utf8')).toMatch(/^\*$/m);
+    const status = git('status', '--porcelain', '--untracked-files=all').stdout;
+    expect(status).toMatch(/^\?\? build\//m); // untracked files are listed (the example's tree does not ignore build/) …
+    expect(status).not.toMatch(/^\?\? \.osvb/m); // … but not the cache
+    expect(fs.existsSync(path.join(base, '.osvb/cache'))).toBe(true);
   });
 });

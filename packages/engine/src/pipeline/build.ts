@@ -15,6 +15,7 @@ import { ModuleGraph } from '../graph/index.js';
 import { scheduleGraph } from '../build/index.js';
 import { INLINE_BLOB_MAX, LocalCache, RemoteCache, remoteCacheConfig, withLock, type RemoteCacheConfig } from '../cache/index.js';
 import { canonicalJson, digestString, initHashing, StatCache, type Digest } from '../hash/index.js';
+import { writeFileAtomic } from '../fsutil/index.js';
 import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/index.js';
 import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
 import type { Reporter } from '../report/index.js';
@@ -138,6 +139,7 @@ export function resolveBuild(opts: BuildOptions): ResolvedBuild {
   }
   const buildPath = path.resolve(opts.buildPath ?? fromEnv('OSV_BUILD_PATH') ?? path.join(osvBase, 'build', words.mode));
   const cacheDir = path.resolve(opts.cacheDir ?? fromEnv('OSVB_CACHE_DIR') ?? path.join(osvBase, '.osvb', 'cache'));
+  ignoredByGit(cacheDir);
   const arch = words.arch ?? hostArch();
   let libgccSDir = opts.libgccSDir ?? words.vars['libgcc_s_dir'];
   let compiler: string | undefined;
@@ -160,6 +162,23 @@ export function resolveBuild(opts: BuildOptions): ResolvedBuild {
     python: baseEnv['OSVB_PYTHON'] ?? 'python3',
     compiler,
   };
+}
+
+/**
+ * A `.osvb` directory (the default cache's parent) gets a `.gitignore` of `*` when it is made,
+ * as pytest and ruff do with their caches: it never shows up as untracked in an OSv checkout.
+ */
+function ignoredByGit(cacheDir: string): void {
+  const dir = path.dirname(cacheDir);
+  if (path.basename(dir) !== '.osvb') return;
+  const file = path.join(dir, '.gitignore');
+  if (fs.existsSync(file)) return;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    writeFileAtomic(file, '# Made by osv-build: its cache is not part of the sources.\n*\n');
+  } catch {
+    // A base osvb cannot write to: the cache writes themselves report it.
+  }
 }
 
 export interface Evaluated {
