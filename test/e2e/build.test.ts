@@ -292,4 +292,16 @@ describe('environment', () => {
     expect(status).not.toMatch(/^\?\? \.osvb/m); // … but not the cache
     expect(fs.existsSync(path.join(base, '.osvb/cache'))).toBe(true);
   });
+
+  it('a typo in a word is named (and still passed to make, as scripts/build does); -j0 is a usage error', async () => {
+    const root = scratch();
+    const base = path.join(root, 'osv');
+    copyExample(base);
+    const typo = await osvb(['build', 'imgae=hello', 'fs=rofs', '--osv-base', base]);
+    expect(typo.exitCode, typo.stderr).toBe(0);
+    expect(typo.stderr).toContain('warning: "imgae=hello": did you mean image=?');
+    const j0 = await osvb(['build', '-j0', '--osv-base', base]);
+    expect(j0.exitCode).toBe(2);
+    expect(j0.stderr).toContain('error[OSVB_USAGE]: "-j0": expected at least one job');
+  });
 });

@@ -129,6 +129,7 @@ export interface BuildResult extends BuildPlan {
 export function resolveBuild(opts: BuildOptions): ResolvedBuild {
   const baseEnv = opts.env ?? process.env;
   const words = parseBuildWords(opts.words);
+  for (const text of words.warnings) opts.reporter?.({ type: 'warning', text });
   // An empty variable counts as unset (path.resolve('') would be the current directory).
   const fromEnv = (name: string): string | undefined => baseEnv[name] || undefined;
   const osvBase = path.resolve(opts.osvBase ?? fromEnv('OSV_BASE') ?? process.cwd());

@@ -162,4 +162,20 @@ describe('parseBuildWords (scripts/build, §4.7)', () => {
       expect(e.exitCode).toBe(2);
     }
   });
+
+  it('warns about a NAME=value one or two edits from a word it knows, and still passes it to make', () => {
+    const w = p('imgae=hello', 'fs=rofs');
+    expect(w.warnings).toEqual(['"imgae=hello": did you mean image=? (imgae= is not a word osvb knows; like scripts/build, it passes it on to make)']);
+    expect(w.exported).toContainEqual(['imgae', 'hello']);
+    expect(w.spec).toBe('!default');
+    expect(p('modles=x').warnings[0]).toContain('did you mean modules=?');
+    expect(p('fs_sise_mb=64').warnings[0]).toContain('did you mean fs_size_mb=?');
+    expect(p('fss=rofs').warnings[0]).toContain('did you mean fs=?');
+    // Make variables of modules are not typos.
+    expect(p('JAVA_VERSION=17', 'CC=gcc', 'ARCH=x64', 'conf_preempt=0', 'export_dir=/x', 'image=a').warnings).toEqual([]);
+  });
+
+  it('-j0 is a usage error, not make\'s help text', () => {
+    for (const words of [['-j0'], ['-j', '0'], ['-j00']]) expect(error(() => parseBuildWords(words)).message).toContain('at least one job');
+  });
 });

@@ -43,6 +43,43 @@ export interface BuildWords {
   fsSizeWarning?: string;
   /** Words scripts/build accepts that osvb ignores (zfs disk options), for a notice. */
   ignored: string[];
+  /** Likely typos: NAME=value words one or two edits from a word scripts/build knows. */
+  warnings: string[];
+}
+
+/** The NAME=value words scripts/build (and osvb) give a meaning to; others only reach make. */
+const KNOWN_VARS = ['image', 'modules', 'fs', 'usrskel', 'export', 'export_dir', 'oci', 'mode', 'arch', 'fs_size', 'fs_size_mb', 'app_local_exec_tls_size'];
+
+/** Edit distance: insertions, deletions, substitutions and swaps of neighbours. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row: number[] = [i];
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row.push(j);
+        continue;
+      }
+      const prev = rows[i - 1] as number[];
+      let v = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, ((rows[i - 2] as number[])[j - 2] as number) + 1);
+      row.push(v);
+    }
+    rows.push(row);
+  }
+  return (rows[a.length] as number[])[b.length] as number;
+}
+
+/** "did you mean image=?" for a NAME close to a known word (one edit for short names, two for longer). */
+export function suggestWord(name: string): string | undefined {
+  if (KNOWN_VARS.includes(name)) return undefined;
+  let best: { word: string; dist: number } | undefined;
+  for (const word of KNOWN_VARS) {
+    const max = word.length <= 4 ? 1 : 2;
+    const dist = Math.abs(name.length - word.length) > max ? max + 1 : editDistance(name, word);
+    if (dist <= max && (!best || dist < best.dist)) best = { word, dist };
+  }
+  return best?.word;
 }
 
 const CONSUMED_FLAGS = new Set(['check', '--append-manifest', '--create-disk', '--create-zfs-disk', '--use-openzfs']);
@@ -53,6 +90,7 @@ export function parseBuildWords(words: readonly string[]): BuildWords {
   const vars: Record<string, string> = {};
   const exported: Array<[string, string]> = [];
   const ignored: string[] = [];
+  const warnings: string[] = [];
   let jobs: string | undefined;
   let appendManifest = false;
   let createDisk = false;
@@ -62,6 +100,7 @@ export function parseBuildWords(words: readonly string[]): BuildWords {
     if (checkNumber) {
       checkNumber = false;
       if (/^[0-9]/.test(w)) {
+        if (/^0+$/.test(w)) throw new OsvbError('OSVB_USAGE', `"-j ${w}": expected at least one job`, { hint: '-jN with N ≥ 1, or -j alone for no limit' });
         jobs = w;
         continue;
       }
@@ -75,11 +114,15 @@ export function parseBuildWords(words: readonly string[]): BuildWords {
       }
       vars[name] = value;
       if (!CONSUMED_VARS.has(name)) exported.push([name, value]);
+      const meant = suggestWord(name);
+      if (meant) warnings.push(`"${w}": did you mean ${meant}=? (${name}= is not a word osvb knows; like scripts/build, it passes it on to make)`);
       continue;
     }
     if (w === '-j') {
       jobs = '-';
       checkNumber = true;
+    } else if (/^-j0+$/.test(w)) {
+      throw new OsvbError('OSVB_USAGE', `"${w}": expected at least one job`, { hint: '-jN with N ≥ 1, or -j alone for no limit' });
     } else if (/^-j[0-9]+$/.test(w)) {
       jobs = w.slice(2);
     } else if (w.startsWith('-j')) {
@@ -159,5 +202,6 @@ export function parseBuildWords(words: readonly string[]): BuildWords {
     fsSize: fsSize.bytes,
     ...(fsSize.warning ? { fsSizeWarning: fsSize.warning } : {}),
     ignored,
+    warnings,
   };
 }
