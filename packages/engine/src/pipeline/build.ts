@@ -374,6 +374,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const concurrency = opts.concurrency ?? (jobs && jobs !== '-' ? Number(jobs) : os.availableParallelism());
   const built: string[] = [];
   const restored: string[] = [];
+  /** Of `restored`, the modules whose outputs were in place already. */
+  const upToDate: string[] = [];
   const { state, fingerprints, rekeyed } = plan;
   const record = (name: string, status: ModuleState['status'], outputs: string[], key: string, inputs: ModuleKeyInputs): void => {
     const m = byName.get(name) as EvaluatedModule;
@@ -457,6 +459,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       // Up to date: same key as the last build here and every output exactly as it left them.
       if (prev && prev.key === key && prev.outputSigs && outputsHold(m.dir, prev.outputSigs)) {
         restored.push(name);
+        upToDate.push(name);
         if (rekeyed.has(name)) record(name, prev.status, prev.outputs, key, ki);
         reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: true });
         return;
@@ -472,12 +475,17 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       };
       const tryRestore = (from: 'local' | 'remote' = 'local'): boolean => {
         const rec = lookupBuild(key, actx);
-        if (!rec || !restoreOutputs(m.dir, rec, actx)) return false;
-        replayLog(rec, actx);
+        const wrote = rec ? restoreOutputs(m.dir, rec, actx) : false;
+        if (!rec || wrote === false) return false;
+        // Every output already in place with its recorded content (outputs too fresh to trust by
+        // their signatures last time): up to date, not restored.
+        const already = wrote === 0 && from === 'local';
+        if (already) upToDate.push(name);
+        else replayLog(rec, actx);
         restored.push(name);
         if (from === 'remote') fromRemote.push(name);
-        record(name, 'restored', rec.outputs.map((o) => o.path), key, ki);
-        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: false, ...(from === 'remote' ? { from } : {}) });
+        record(name, already && prev ? prev.status : 'restored', rec.outputs.map((o) => o.path), key, ki);
+        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: already, ...(from === 'remote' ? { from } : {}) });
         if (from === 'local') publish(key, rec, true);
         return true;
       };
@@ -551,7 +559,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
   if (opts.modulesOnly) {
     const durationMs = performance.now() - started;
-    reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached, fromRemote: fromRemote.length });
+    reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, upToDate: upToDate.length, failed: 0, evaluationCached: plan.evaluationCached, fromRemote: fromRemote.length });
     const none: OsvOutputs = { files: new Map(), noAppsSelected: false, usrSections: [] };
     return { ...plan, images: {}, built, restored, fromRemote, outputs: none, written: [], durationMs };
   }
@@ -629,7 +637,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
   }
   const durationMs = performance.now() - started;
-  reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, failed: 0, evaluationCached: plan.evaluationCached, fromRemote: fromRemote.length });
+  reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, upToDate: upToDate.length, failed: 0, evaluationCached: plan.evaluationCached, fromRemote: fromRemote.length });
   return { ...plan, images, built, restored, fromRemote, outputs, written, durationMs };
 }
 

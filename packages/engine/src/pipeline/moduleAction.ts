@@ -72,7 +72,12 @@ export function lockFileFor(cache: LocalCache, dir: string): string {
 }
 
 /** Restore a record's outputs into dir. False when a blob is missing or corrupt (then: rebuild). */
-export function restoreOutputs(dir: string, rec: ModuleBuildRecord, ctx: ActionContext): boolean {
+/**
+ * Put a record's outputs in place; returns how many files it had to write (0: every output was
+ * there with its recorded content already), or false when the cache could not give one.
+ */
+export function restoreOutputs(dir: string, rec: ModuleBuildRecord, ctx: ActionContext): number | false {
+  let written = 0;
   for (const o of rec.outputs) {
     const dest = path.join(dir, o.path);
     if ('link' in o) {
@@ -86,6 +91,7 @@ export function restoreOutputs(dir: string, rec: ModuleBuildRecord, ctx: ActionC
       fs.rmSync(tmp, { force: true });
       fs.symlinkSync(o.link, tmp);
       fs.renameSync(tmp, dest);
+      written++;
       continue;
     }
     try {
@@ -97,6 +103,7 @@ export function restoreOutputs(dir: string, rec: ModuleBuildRecord, ctx: ActionC
     try {
       if (!ctx.cache.restoreBlob(o.digest, dest, o.mode)) return false;
       ctx.statCache.forget(dest);
+      written++;
     } catch (e) {
       if (e instanceof CorruptEntryError) {
         ctx.warn(`cache entry for ${o.path} was corrupt (digest mismatch); it was removed and the module is rebuilt`);
@@ -105,7 +112,7 @@ export function restoreOutputs(dir: string, rec: ModuleBuildRecord, ctx: ActionC
       throw e;
     }
   }
-  return true;
+  return written;
 }
 
 export function replayLog(rec: ModuleBuildRecord, ctx: ActionContext): void {

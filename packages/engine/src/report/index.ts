@@ -23,7 +23,7 @@ export type BuildEvent =
   | { type: 'kernel-done'; status: 'up-to-date' | 'restored' | 'built'; key: string; durationMs: number; fromRemote?: boolean; build?: string; reason?: string }
   /** Something the user should see once, that is not a problem (e.g. how to get a usr.img). */
   | { type: 'notice'; text: string }
-  | { type: 'done'; ok: boolean; durationMs: number; modules: number; built: number; restored: number; failed: number; evaluationCached: boolean; /** Of `restored`, from the remote cache. */ fromRemote?: number };
+  | { type: 'done'; ok: boolean; durationMs: number; modules: number; built: number; restored: number; /** Of `restored`, outputs already in place. */ upToDate?: number; failed: number; evaluationCached: boolean; /** Of `restored`, from the remote cache. */ fromRemote?: number };
 
 export type Reporter = (event: BuildEvent) => void;
 

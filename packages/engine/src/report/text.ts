@@ -144,7 +144,10 @@ export function textReporter(opts: TextReporterOptions): Reporter {
         if (opts.verbose) for (const f of e.files) write(`wrote ${f}`);
         break;
       case 'done': {
-        const parts = e.fromRemote ? [`${e.restored} restored (${e.fromRemote} from the remote cache)`, `${e.built} built`] : [`${e.restored} restored`, `${e.built} built`];
+        // up to date (outputs in place), restored (from a cache), built (make ran): what happened.
+        const upToDate = e.upToDate ?? 0;
+        const restoredNow = e.restored - upToDate;
+        const parts = [...(upToDate ? [`${upToDate} up to date`] : []), e.fromRemote ? `${restoredNow} restored (${e.fromRemote} from the remote cache)` : `${restoredNow} restored`, `${e.built} built`];
         write(`${e.modules} module${e.modules === 1 ? '' : 's'}: ${parts.join(', ')} in ${secs(e.durationMs)}`);
         break;
       }
