@@ -156,6 +156,15 @@ describe('only changed modules and their dependents rebuild', () => {
     expect(b.stdout).toContain('base: will be restored from the cache');
     expect(b.stdout).toContain('modules that require it (rebuilt with it when it changes): app');
   });
+
+  it('osvb explain without words explains the last build (its words, said), not a build without them', async () => {
+    await built('OPT=2');
+    const res = await osvb(['explain', 'base', '--osv-base', base]);
+    expect(res.exitCode, res.stderr).toBe(0);
+    expect(res.stderr).toContain('explaining with the words of the last build: image=img OPT=2');
+    expect(res.stdout).toContain('no input changed since the last build');
+    expect(res.stdout).not.toContain('OPT');
+  });
 });
 
 describe('a shared cache', () => {

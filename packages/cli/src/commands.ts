@@ -1,6 +1,6 @@
 /** `osvb explain` and `osvb cache …`. */
 import * as path from 'node:path';
-import { explainKernelBuild, explainModule, initHashing, LocalCache, OsvbError } from '@osv-build/engine';
+import { explainKernelBuild, explainModule, initHashing, lastBuildWords, LocalCache, OsvbError } from '@osv-build/engine';
 import { parseArgs } from 'node:util';
 import { parseBuildArgs, parseSize } from './args.js';
 import { CACHE_HELP, EXPLAIN_HELP } from './help.js';
@@ -14,7 +14,15 @@ export async function runExplain(argv: string[]): Promise<number> {
   const moduleIndex = args.words.findIndex((w) => !w.includes('=') && !w.startsWith('-'));
   if (moduleIndex < 0) throw new OsvbError('OSVB_USAGE', 'osvb explain needs a module name', { hint: 'osvb explain MODULE [image words]' });
   const name = args.words[moduleIndex] as string;
-  const words = args.words.filter((_w, i) => i !== moduleIndex);
+  let words = args.words.filter((_w, i) => i !== moduleIndex);
+  if (words.length === 0) {
+    // Without words: the words of the last build, said out loud (a default fs=zfs build is rarely what was meant).
+    const last = lastBuildWords({ osvBase: args.osvBase, cacheDir: args.cacheDir });
+    if (last) {
+      words = last;
+      process.stderr.write(`explaining with the words of the last build: ${last.length ? last.join(' ') : '(none)'}\n`);
+    }
+  }
   if (name === 'kernel') return explainKernelCommand(args, words);
   const ex = await explainModule(
     { words, osvBase: args.osvBase, buildPath: args.buildPath, compat: args.compat, libgccSDir: args.libgccSDir, cacheDir: args.cacheDir },

@@ -86,7 +86,8 @@ export const EXPLAIN_HELP = `Usage: osvb explain MODULE [WORDS…] [OPTIONS]
 Says whether MODULE's next build restores it from the cache or runs make, and what changed
 since its last build in this OSv base: input files added, removed or changed, variables,
 its module.py record, required modules. Takes the same words and options as osvb build
-(use the same image words as the build you ask about). --json prints one JSON object.
+(use the same image words as the build you ask about; without words, the last build's words
+are used, and said). --json prints one JSON object.
 
 osvb explain kernel [WORDS…]: in an OSv source tree, whether the kernel will be up to date,
 restored from the cache or built (make's own incremental build or make -B), and which of its

@@ -182,6 +182,36 @@ function ignoredByGit(cacheDir: string): void {
   }
 }
 
+const LAST_WORDS = 'last-build.json';
+
+/** The words of the last build with this cache, for `osvb explain` without words. */
+function rememberWords(cacheDir: string, words: readonly string[]): void {
+  const file = path.join(cacheDir, LAST_WORDS);
+  const text = JSON.stringify({ words }) + '\n';
+  try {
+    if (fs.readFileSync(file, 'utf8') === text) return;
+  } catch {
+    /* none yet */
+  }
+  try {
+    fs.mkdirSync(cacheDir, { recursive: true });
+    writeFileAtomic(file, text);
+  } catch {
+    // Only explain's default depends on it; the build's own cache writes report a real problem.
+  }
+}
+
+/** The words the last `osvb build` (or watch) with this base's cache used; undefined when there was none. */
+export function lastBuildWords(opts: Pick<BuildOptions, 'osvBase' | 'cacheDir' | 'env'>): string[] | undefined {
+  const { cacheDir } = resolveBuild({ ...opts, words: [], libgccSDir: '' });
+  try {
+    const v = JSON.parse(fs.readFileSync(path.join(cacheDir, LAST_WORDS), 'utf8')) as { words?: unknown };
+    return Array.isArray(v.words) && v.words.every((w) => typeof w === 'string') ? (v.words as string[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface Evaluated {
   evaluation: EvaluationResult;
   selected: string[];
@@ -366,6 +396,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const plan = await planBuild(opts, remote);
   const { resolved, modules, graph, keys, keyInputs, cache, statCache } = plan;
   fs.mkdirSync(resolved.buildPath, { recursive: true });
+  rememberWords(resolved.cacheDir, opts.words);
   warnInnerStarStar(plan, reporter);
 
   const byName = new Map(modules.map((m) => [m.name, m]));

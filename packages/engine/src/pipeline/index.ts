@@ -1,4 +1,4 @@
-export { build, planBuild, resolveBuild, type BuildOptions, type BuildResult, type BuildPlan, type ResolvedBuild, type CompatMode } from './build.js';
+export { build, planBuild, resolveBuild, lastBuildWords, type BuildOptions, type BuildResult, type BuildPlan, type ResolvedBuild, type CompatMode } from './build.js';
 export { diffKeyInputs, moduleKey, keyVariables, placeholders, TOOLCHAIN_ENV, type ModuleKeyInputs, type KeyDifference } from './moduleKeys.js';
 export { BUILD_NAMESPACE, type ModuleBuildRecord, type OutputEntry } from './moduleAction.js';
 export { BuildState, type ModuleState } from './state.js';
