@@ -128,7 +128,7 @@ export interface BuildResult extends BuildPlan {
 /** Everything a build needs to know before it reads the tree. */
 export function resolveBuild(opts: BuildOptions): ResolvedBuild {
   const baseEnv = opts.env ?? process.env;
-  const words = parseBuildWords(opts.words);
+  let words = parseBuildWords(opts.words);
   for (const text of words.warnings) opts.reporter?.({ type: 'warning', text });
   // An empty variable counts as unset (path.resolve('') would be the current directory).
   const fromEnv = (name: string): string | undefined => baseEnv[name] || undefined;
@@ -141,7 +141,11 @@ export function resolveBuild(opts: BuildOptions): ResolvedBuild {
   const buildPath = path.resolve(opts.buildPath ?? fromEnv('OSV_BUILD_PATH') ?? path.join(osvBase, 'build', words.mode));
   const cacheDir = path.resolve(opts.cacheDir ?? fromEnv('OSVB_CACHE_DIR') ?? path.join(osvBase, '.osvb', 'cache'));
   ignoredByGit(cacheDir);
-  const arch = words.arch ?? hostArch();
+  // scripts/build takes mode and arch from its build directory's name (build/<mode>.<arch>, the
+  // target of build/last) unless mode=/arch= words say otherwise.
+  const named = /^([A-Za-z0-9_-]+)\.(x64|aarch64)$/.exec(path.basename(buildPath));
+  if (named && words.vars['mode'] === undefined) words = { ...words, mode: named[1] as string };
+  const arch = words.arch ?? named?.[2] ?? hostArch();
   let libgccSDir = opts.libgccSDir ?? words.vars['libgcc_s_dir'];
   let compiler: string | undefined;
   if (libgccSDir === undefined) {
