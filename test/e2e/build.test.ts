@@ -304,4 +304,18 @@ describe('environment', () => {
     expect(j0.exitCode).toBe(2);
     expect(j0.stderr).toContain('error[OSVB_USAGE]: "-j0": expected at least one job');
   });
+
+  it('a SyntaxError in a module.py names that module.py, its line and column (not the file that required it)', async () => {
+    const root = scratch();
+    const base = path.join(root, 'osv');
+    copyExample(base);
+    const file = path.join(base, 'apps/hello/module.py');
+    const lines = fs.readFileSync(file, 'utf8').split('\n').length;
+    fs.appendFileSync(file, 'def broken(:\n');
+    for (const words of [['fs=rofs'], ['image=hello']]) {
+      const res = await osvb(['build', ...words, '--osv-base', base]);
+      expect(res.exitCode, words.join(' ')).toBe(2);
+      expect(res.stderr, words.join(' ')).toMatch(new RegExp(`error\\[OSVB_MODULE_PY\\]: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:${lines}:\\d+: SyntaxError`));
+    }
+  });
 });

@@ -406,6 +406,15 @@ def _describe(e):
             out['hint'] = e.hint
     elif isinstance(e, SystemExit):
         out = {'code': 'OSVB_MODULE_EXIT', 'message': 'module.py called exit(%s)' % (e.code,)}
+    elif isinstance(e, SyntaxError) and e.filename:
+        # The broken file is in the exception, not in the traceback (which ends in the file
+        # that required it): name it, its line and column.
+        out = {'code': 'OSVB_MODULE_PY', 'message': '%s: %s' % (type(e).__name__, e.msg)}
+        if (e.text or '').strip():
+            out['details'] = ['%s' % e.text.rstrip('\n')]
+        loc = {'file': e.filename, 'line': e.lineno or 1}
+        if e.offset:
+            loc['column'] = e.offset
     else:
         text = str(e)
         out = {'code': 'OSVB_MODULE_PY', 'message': '%s: %s' % (type(e).__name__, text) if text else type(e).__name__}

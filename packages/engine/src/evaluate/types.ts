@@ -3,6 +3,8 @@
 export interface CallSite {
   file: string;
   line: number;
+  /** Where Python gives one (a SyntaxError). */
+  column?: number;
 }
 
 export interface FileMapFilter {

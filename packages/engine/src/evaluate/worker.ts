@@ -32,7 +32,7 @@ export function workerErrorToOsvb(rec: WorkerErrorRecord): OsvbError {
   const details = [...(rec.details ?? [])];
   if (rec.loading && rec.loading.length > 0) details.push(`while loading: ${rec.loading.join(' -> ')}`);
   return new OsvbError(rec.code as OsvbErrorCode, rec.message, {
-    ...(rec.location ? { location: { file: rec.location.file, line: rec.location.line } } : {}),
+    ...(rec.location ? { location: { file: rec.location.file, line: rec.location.line, ...(rec.location.column ? { column: rec.location.column } : {}) } } : {}),
     details,
     ...(rec.hint ? { hint: rec.hint } : {}),
   });
