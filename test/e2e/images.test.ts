@@ -91,6 +91,9 @@ describe('a tree osvb cannot image alone', () => {
     expect(res.exitCode).toBe(0);
     expect(res.stderr).toMatch(/warning: rofs\.img was not written/);
     expect(res.stderr).toContain('libenviron.so');
+    // No module makes it: the hint says who does (issue 15, item 4).
+    expect(res.stderr).toContain("libenviron.so is made by OSv's kernel build, not by a module");
+    expect(res.stderr).toContain('--kernel DIR');
     const strict = await osvb(['build', 'image=m', 'fs=rofs', '--require-image', '--osv-base', root]);
     expect(strict.exitCode).toBe(2);
     expect(strict.stderr).toContain(`${root}/build/release/usr.manifest:2`);

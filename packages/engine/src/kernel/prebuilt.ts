@@ -10,8 +10,9 @@ import { OsvbError } from '../errors/index.js';
 import { tempNameFor } from '../fsutil/index.js';
 import { checkLoader } from '../image/disk/mbr.js';
 
-/** What a kernel build leaves in the build path that later steps read (OSv's skeletons, scripts/build). */
-export const KERNEL_BUILD_FILES: readonly string[] = ['loader.img', 'libenviron.so', 'libvdso.so', 'tools/mount/mount-fs.so', 'tools/mount/umount.so'];
+import { KERNEL_BUILD_FILES } from '../image/kernelFiles.js';
+
+export { KERNEL_BUILD_FILES };
 
 export interface PlacedKernel {
   /** The loader.img in the build path. */

@@ -285,7 +285,8 @@ export function describeCycle(c: WatchCycle): string {
   if (r.written.length > 0) after.push(`${r.written.map((w) => path.basename(w)).join(', ')} updated`);
   const rofs = r.images.rofs;
   if (rofs) {
-    if (!rofs.written || rofs.bytesWritten === 0) after.push('rofs.img unchanged');
+    if (!rofs.written) after.push('rofs.img not written (see the warning)');
+    else if (rofs.bytesWritten === 0) after.push('rofs.img unchanged');
     else if (rofs.mode === 'in-place') after.push(`rofs.img updated in place (${rofs.filesWritten} files rewritten, ${rofs.filesReused} reused${rofs.treeReused ? ', same tree' : ''})`);
     else after.push(`rofs.img written (${rofs.filesWritten} files)`);
   }

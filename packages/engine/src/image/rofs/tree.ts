@@ -20,6 +20,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { KERNEL_BUILD_FILES } from '../kernelFiles.js';
 import { OsvbError, type SourceLocation } from '../../errors/index.js';
 import { pyJoin, type WalkOrder } from '../../fsutil/index.js';
 import { applyDefines, expandEntry, parseManifest, unsymlink, decodeManifestText } from '../../manifest/index.js';
@@ -468,6 +469,15 @@ export async function readRofsTree(manifestPath: string, opts: Omit<RofsTreeOpti
   return buildRofsTree(readRofsManifest(manifestPath, file), { ...opts, file });
 }
 
+/** What to do about a host file that does not exist: a kernel build's file is not made by a module. */
+function missingHint(host: string): string {
+  const rel = host.replace(/^\.\//, '');
+  if (KERNEL_BUILD_FILES.includes(rel)) {
+    return `${rel} is made by OSv's kernel build, not by a module: build in an OSv source tree (osvb builds its kernel), or pass --kernel DIR with a kernel build's outputs (loader.img, libenviron.so, …)`;
+  }
+  return 'build the module that produces it, or fix the manifest line';
+}
+
 /**
  * Check every name, link target and file of the image part of a tree (what gen-rofs-img would
  * serialise), iteratively. `problems` carries host files that could not be stat'ed.
@@ -500,7 +510,7 @@ export function checkRofsTree(tree: RofsTree, problems?: ReadonlyMap<RofsFile, s
           report(
             node,
             `host file "${node.host ?? node.source}" for guest path "${guest}" ${p}`,
-            p === 'does not exist' ? 'build the module that produces it, or fix the manifest line' : undefined,
+            p === 'does not exist' ? missingHint(node.host ?? node.source) : undefined,
           );
         }
       }
