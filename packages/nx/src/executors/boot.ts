@@ -22,6 +22,7 @@ export interface RunExecutorOptions {
 export default async function runExecutor(options: RunExecutorOptions, context: ExecutorContext): Promise<{ success: boolean }> {
   const base = path.resolve(context.root, options.osvBase);
   return withStopSignals(async (signal) => {
+    let pending = '';
     try {
       let image: string;
       if (options.image) image = path.resolve(context.root, options.image);
@@ -40,11 +41,19 @@ export default async function runExecutor(options: RunExecutorOptions, context: 
         ...(options.accel ? { accel: options.accel } : {}),
         ...(options.execute ? { execute: options.execute } : {}),
         signal,
-        onOutput: (chunk) => process.stdout.write(chunk),
+        // Whole lines: Nx's task output shows each write on a line of its own.
+        onOutput: (chunk) => {
+          pending += chunk.toString('utf8');
+          const end = pending.lastIndexOf('\n');
+          if (end < 0) return;
+          process.stdout.write(pending.slice(0, end + 1));
+          pending = pending.slice(end + 1);
+        },
         onNotice: (n) => {
           if (n.kind !== 'command' || context.isVerbose) process.stderr.write(n.text + '\n');
         },
       });
+      if (pending) process.stdout.write(pending + '\n');
       if (res.error) process.stderr.write(res.error.format() + '\n');
       return { success: res.exitCode === 0 };
     } catch (e) {
