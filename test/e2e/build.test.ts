@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyExample, listFiles, makeWrapper, osvb, readMakeLog, tempDir, writeTree } from '../helpers/cli.js';
+import { copyExample, listFiles, makeWrapper, OSVB, osvb, readMakeLog, tempDir, writeTree } from '../helpers/cli.js';
 
 const dirs: string[] = [];
 function scratch(): string {
@@ -317,5 +317,26 @@ describe('environment', () => {
       expect(res.exitCode, words.join(' ')).toBe(2);
       expect(res.stderr, words.join(' ')).toMatch(new RegExp(`error\\[OSVB_MODULE_PY\\]: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:${lines}:\\d+: SyntaxError`));
     }
+  });
+
+  it('a cache it may not write is an I/O error naming the path, with a hint, exit 2 — not "internal error"', async () => {
+    const root = scratch();
+    const base = path.join(root, 'osv');
+    copyExample(base);
+    expect((await osvb(['build', 'fs=rofs', '--osv-base', base])).exitCode).toBe(0);
+    // Root ignores permissions: run the no-op build as nobody (setpriv) on a tree nobody can read but not write.
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) spawnSync('chmod', ['-R', 'a+rX', root]);
+    else spawnSync('chmod', ['-R', 'a-w', path.join(base, '.osvb')]);
+    if (asRoot) spawnSync('chmod', ['a+rx', root, path.dirname(root)]);
+    const argv = [process.execPath, OSVB, 'build', 'fs=rofs', '--osv-base', base];
+    const res = asRoot
+      ? spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', 'HOME=/tmp', 'CI=true', ...argv], { encoding: 'utf8' })
+      : spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', env: { ...process.env, CI: 'true' } });
+    if (!asRoot) spawnSync('chmod', ['-R', 'u+w', path.join(base, '.osvb')]);
+    expect(res.status, res.stderr).toBe(2);
+    expect(res.stderr).toMatch(/error\[OSVB_IO\]: cannot \S+ .*\.osvb\/cache.*: EACCES/);
+    expect(res.stderr).toContain('hint: check the permissions');
+    expect(res.stderr).not.toContain('internal');
   });
 });

@@ -1,5 +1,5 @@
 /** How every osvb command ends: errors as `error[CODE]` lines (or a JSON record), exit codes. */
-import { isOsvbError, OsvbError } from '@osv-build/engine';
+import { toOsvbError } from '@osv-build/engine';
 
 export async function reportingErrors(argv: readonly string[], run: () => Promise<number>): Promise<number> {
   const verbose = argv.includes('--verbose') || argv.includes('-v');
@@ -7,7 +7,7 @@ export async function reportingErrors(argv: readonly string[], run: () => Promis
   try {
     return await run();
   } catch (e) {
-    const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    const err = toOsvbError(e);
     if (json) {
       process.stdout.write(JSON.stringify({ type: 'error', code: err.code, message: err.message, location: err.location, details: err.details, hint: err.hint }) + '\n');
     }

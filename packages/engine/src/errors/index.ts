@@ -78,6 +78,8 @@ export interface OsvbErrorOptions {
   /** A hint telling the user what to do. */
   hint?: string;
   cause?: unknown;
+  /** Overrides the code's exit status (a permission problem is the user's to fix: 2). */
+  exitCode?: 1 | 2;
 }
 
 export class OsvbError extends Error {
@@ -85,6 +87,7 @@ export class OsvbError extends Error {
   readonly location: SourceLocation | undefined;
   readonly details: string[];
   readonly hint: string | undefined;
+  private readonly exitOverride: 1 | 2 | undefined;
 
   constructor(code: OsvbErrorCode, message: string, options: OsvbErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -93,10 +96,11 @@ export class OsvbError extends Error {
     this.location = options.location;
     this.details = options.details ?? [];
     this.hint = options.hint;
+    this.exitOverride = options.exitCode;
   }
 
   get exitCode(): 1 | 2 {
-    return BUILD_FAILURES.has(this.code) ? 1 : 2;
+    return this.exitOverride ?? (BUILD_FAILURES.has(this.code) ? 1 : 2);
   }
 
   /** `file:line:col: message` (the form editors and CI annotators understand). */
@@ -133,4 +137,42 @@ export function lineColumnAt(text: string, offset: number): { line: number; colu
     }
   }
   return { line, column: offset - lineStart + 1 };
+}
+
+const SYSCALL_VERBS: Record<string, string> = {
+  open: 'open',
+  mkdir: 'create the directory',
+  rename: 'rename into',
+  unlink: 'remove',
+  rmdir: 'remove',
+  write: 'write',
+  copyfile: 'copy to',
+  scandir: 'list',
+  symlink: 'create the link',
+  chmod: 'change the mode of',
+  utime: 'set the times of',
+};
+
+const IO_HINTS: Record<string, string> = {
+  EACCES: 'check the permissions of that path; osvb writes its cache in <base>/.osvb/cache (--cache-dir or OSVB_CACHE_DIR moves it) and its outputs in the build path (--build-path)',
+  EPERM: 'check the permissions of that path; osvb writes its cache in <base>/.osvb/cache (--cache-dir or OSVB_CACHE_DIR moves it) and its outputs in the build path (--build-path)',
+  EROFS: 'that file system is read-only: point --cache-dir and --build-path somewhere writable',
+  ENOSPC: 'the disk is full: free space, or trim the cache (osvb cache gc --max-size 2G)',
+  EDQUOT: 'the disk quota is used up: free space, or trim the cache (osvb cache gc --max-size 2G)',
+};
+
+/**
+ * Any error as the error a user sees: an OsvbError as it is; a file-system error Node raised
+ * (EACCES on a read-only cache, ENOSPC, …) as OSVB_IO naming the operation and the path, with a
+ * hint — never "internal error"; anything else as OSVB_INTERNAL.
+ */
+export function toOsvbError(e: unknown): OsvbError {
+  if (isOsvbError(e)) return e;
+  const sys = e as NodeJS.ErrnoException & { dest?: string };
+  if (sys && typeof sys.code === 'string' && typeof sys.syscall === 'string' && IO_HINTS[sys.code]) {
+    const verb = SYSCALL_VERBS[sys.syscall] ?? sys.syscall;
+    const where = sys.dest ? `${sys.path} → ${sys.dest}` : (sys.path ?? 'a file');
+    return new OsvbError('OSVB_IO', `cannot ${verb} ${where}: ${sys.code}`, { hint: IO_HINTS[sys.code], cause: e, exitCode: sys.code === 'ENOSPC' || sys.code === 'EDQUOT' ? 1 : 2 });
+  }
+  return new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }

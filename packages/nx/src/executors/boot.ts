@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
-import { defaultRunImage, isOsvbError, OsvbError, runVm } from '@osv-build/engine';
+import { defaultRunImage, runVm, toOsvbError } from '@osv-build/engine';
 import { withStopSignals } from './run.js';
 
 export interface RunExecutorOptions {
@@ -57,7 +57,7 @@ export default async function runExecutor(options: RunExecutorOptions, context: 
       if (res.error) process.stderr.write(res.error.format() + '\n');
       return { success: res.exitCode === 0 };
     } catch (e) {
-      const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      const err = toOsvbError(e);
       process.stderr.write(err.format() + '\n');
       return { success: false };
     }

@@ -1,7 +1,7 @@
 /** What both executors share: run an engine build, print its events, map errors to `success: false`. */
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
-import { build, isOsvbError, OsvbError, textReporter, type BuildOptions } from '@osv-build/engine';
+import { build, textReporter, toOsvbError, type BuildOptions } from '@osv-build/engine';
 
 export interface CommonExecutorOptions {
   /** The OSv base, relative to the workspace root. */
@@ -57,7 +57,7 @@ export async function runEngineBuild(options: CommonExecutorOptions, context: Ex
       });
       return { success: true };
     } catch (e) {
-      const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      const err = toOsvbError(e);
       process.stderr.write(err.format() + '\n');
       if (verbose && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
       return { success: false };
