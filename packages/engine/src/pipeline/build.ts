@@ -18,7 +18,7 @@ import { canonicalJson, digestString, initHashing, StatCache, type Digest } from
 import { writeFileAtomic } from '../fsutil/index.js';
 import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/index.js';
 import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
-import type { Reporter } from '../report/index.js';
+import { startLine, type Reporter } from '../report/index.js';
 import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.js';
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
 import { DependencyRecorder } from './noopMemo.js';
@@ -667,7 +667,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       argv: opts.command.argv,
       cwd: opts.command.cwd,
       env: opts.env ?? process.env,
-      lines: [`osvb: building ${resolved.words.spec} in ${resolved.osvBase} → ${resolved.buildPath}`],
+      lines: [startLine(resolved.words.spec, resolved.osvBase, resolved.buildPath)],
       modules: modules.length,
     });
   }

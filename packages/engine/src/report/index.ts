@@ -28,4 +28,4 @@ export type BuildEvent =
 export type Reporter = (event: BuildEvent) => void;
 
 export const silentReporter: Reporter = () => {};
-export { textReporter, jsonReporter, liveTerminal, type TextReporterOptions } from './text.js';
+export { textReporter, jsonReporter, liveTerminal, startLine, describeSpec, type TextReporterOptions } from './text.js';

@@ -1,6 +1,6 @@
 /** The kernel build's progress as a reporter prints it: plain lines for logs, a live line on a terminal. */
 import { describe, expect, it } from 'vitest';
-import { textReporter } from './text.js';
+import { describeSpec, textReporter } from './text.js';
 
 /** A sink that records what a terminal would receive. */
 function terminal(): { stream: NodeJS.WriteStream; text: () => string } {
@@ -43,5 +43,14 @@ describe('kernel progress', () => {
     r(progress('done', 31_000, 9));
     expect(lines).toEqual(['warning: something', 'kernel: stage1 done in 31.0s (9 compiles)']);
     expect(tty.text().endsWith('\r\x1b[K')).toBe(true); // no status line left behind
+  });
+});
+
+describe('the first line of a build', () => {
+  it('says what is built in words, not in module.py spec syntax', () => {
+    expect(describeSpec('!default')).toBe('image default');
+    expect(describeSpec('!hello,banner.quiet')).toBe('modules hello,banner.quiet');
+    expect(describeSpec('empty')).toBe('image empty');
+    expect(describeSpec('my-app')).toBe("modules my-app and config.json's defaults");
   });
 });

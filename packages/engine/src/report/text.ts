@@ -21,6 +21,20 @@ export interface TextReporterOptions {
   live?: NodeJS.WriteStream;
 }
 
+/** What a build builds, in words rather than module.py's spec syntax (`!default` → image default). */
+export function describeSpec(spec: string): string {
+  if (spec.startsWith('!')) {
+    const items = spec.slice(1);
+    return items.includes(',') ? `modules ${items}` : `image ${items}`;
+  }
+  return spec === 'empty' ? 'image empty' : `modules ${spec} and config.json's defaults`;
+}
+
+/** The first line of a build (also replayed by the "nothing to do" memo). */
+export function startLine(spec: string, osvBase: string, buildPath: string): string {
+  return `osvb: building ${describeSpec(spec)} in ${osvBase} → ${buildPath}`;
+}
+
 /** Whether stderr is a terminal that can take a live status line (not under CI=true). */
 export function liveTerminal(env: Readonly<Record<string, string | undefined>> = process.env): NodeJS.WriteStream | undefined {
   return process.stderr.isTTY && env['CI'] !== 'true' && env['TERM'] !== 'dumb' ? process.stderr : undefined;
@@ -68,7 +82,7 @@ export function textReporter(opts: TextReporterOptions): Reporter {
   return (e: BuildEvent) => {
     switch (e.type) {
       case 'start':
-        write(`osvb: building ${e.spec} in ${e.osvBase} → ${e.buildPath}`);
+        write(startLine(e.spec, e.osvBase, e.buildPath));
         break;
       case 'evaluated':
         if (opts.verbose || !e.cached) {
