@@ -339,4 +339,18 @@ describe('environment', () => {
     expect(res.stderr).toContain('hint: check the permissions');
     expect(res.stderr).not.toContain('internal');
   });
+
+  it('a config.json module entry of an unknown type is named at its line in config.json, with the known types; the image line that asked is context', async () => {
+    const root = scratch();
+    const base = path.join(root, 'osv');
+    copyExample(base);
+    const config = path.join(base, 'config.json');
+    fs.writeFileSync(config, fs.readFileSync(config, 'utf8').replace('"type": "direct-dir"', '"type": "direct-dri"'));
+    const line = fs.readFileSync(config, 'utf8').split('\n').findIndex((l) => l.includes('direct-dri')) + 1;
+    const res = await osvb(['build', 'fs=rofs', '--osv-base', base]);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr).toContain(`error[OSVB_CONFIG_SCHEMA]: ${config}:${line}:`);
+    expect(res.stderr).toContain('module "banner": direct-dri is unknown type (known: direct-dir, dir, git, svn)');
+    expect(res.stderr).toMatch(/asked for by .*images\/default\.py:\d+/);
+  });
 });

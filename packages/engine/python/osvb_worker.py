@@ -189,7 +189,7 @@ class Host(object):
         reply = json.loads(line)
         if reply.get('error'):
             err = reply['error']
-            raise OsvbShimError(err.get('code', 'OSVB_INTERNAL'), err.get('message', ''), err.get('hint'))
+            raise OsvbShimError(err.get('code', 'OSVB_INTERNAL'), err.get('message', ''), err.get('hint'), err.get('location'))
         return reply.get('result')
 
     def log(self, text):
@@ -404,6 +404,10 @@ def _describe(e):
         out = {'code': e.code, 'message': e.message}
         if e.hint:
             out['hint'] = e.hint
+        if e.location:
+            if loc:
+                out['details'] = ['asked for by %s:%d' % (loc['file'], loc['line'])]
+            loc = e.location
     elif isinstance(e, SystemExit):
         out = {'code': 'OSVB_MODULE_EXIT', 'message': 'module.py called exit(%s)' % (e.code,)}
     elif isinstance(e, SyntaxError) and e.filename:

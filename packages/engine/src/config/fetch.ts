@@ -20,9 +20,9 @@ export function fetchCommand(mod: LocatedModule, target: string): [string, strin
     case 'dir':
       return ['cp', ['-a', '--', entry.path, target]];
     default:
-      throw new OsvbError('OSVB_CONFIG_SCHEMA', `${entry.type} is unknown type (module "${mod.name}")`, {
+      throw new OsvbError('OSVB_CONFIG_SCHEMA', `module "${mod.name}": ${entry.type} is unknown type (known: direct-dir, dir, git, svn)`, {
         location: { file: mod.declaredIn },
-        hint: 'module types are direct-dir, dir, git and svn',
+        hint: 'fix the "type" of the module entry',
       });
   }
 }

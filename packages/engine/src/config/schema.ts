@@ -96,6 +96,16 @@ export function checkIncludeDocument(doc: JsonDocument): void {
   check(validateIncludeDoc, doc.value, doc, [], 'include file: ');
 }
 
+export const MODULE_TYPES: readonly string[] = ['direct-dir', 'dir', 'git', 'svn'];
+
 export function checkModuleEntry(name: string, value: unknown, doc: JsonDocument, base: Array<string | number>): void {
+  // An unknown type first: the keys it would need ("name", …) are beside the point then.
+  const type = (value as { type?: unknown } | null)?.type;
+  if (typeof type === 'string' && !MODULE_TYPES.includes(type)) {
+    throw new OsvbError('OSVB_CONFIG_SCHEMA', `module "${name}": ${type} is unknown type (known: ${MODULE_TYPES.join(', ')})`, {
+      location: locationOf(doc, [...base, 'type']),
+      hint: 'fix the "type" of the module entry',
+    });
+  }
   check(validateEntry, value, doc, base, `module "${name}": `);
 }

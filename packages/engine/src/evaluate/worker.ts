@@ -131,7 +131,12 @@ export class PythonWorker {
       reply = { type: 'reply', id, result: await this.handlers.locate(String(params['name'])) };
     } catch (e) {
       const err = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', e instanceof Error ? e.message : String(e));
-      reply = { type: 'reply', id, error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } };
+      const loc = err.location;
+      reply = {
+        type: 'reply',
+        id,
+        error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(loc ? { location: { file: loc.file, line: loc.line ?? 1, ...(loc.column ? { column: loc.column } : {}) } } : {}) },
+      };
     }
     this.proc.stdin!.write(JSON.stringify(reply) + '\n');
   }

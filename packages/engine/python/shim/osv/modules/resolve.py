@@ -11,11 +11,14 @@ from collections import OrderedDict
 class OsvbShimError(Exception):
     """An error with an osvb error code; the worker reports it with the module.py location."""
 
-    def __init__(self, code, message, hint=None):
+    def __init__(self, code, message, hint=None, location=None):
         Exception.__init__(self, message)
         self.code = code
         self.message = message
         self.hint = hint
+        # Where the problem is when that is not the module.py (a config.json entry): the
+        # module.py line that asked is then context, not the location.
+        self.location = location
 
 
 class _State(object):
