@@ -27,6 +27,11 @@ export interface StripContext {
    * `.so` that did not change is not read again to find its stripped copy.
    */
   digest?: (file: string) => string;
+  /**
+   * `--compat=osv`: an existing `<x>-stripped.so` next to `<x>.so` that is not older than it is
+   * used as it is, as gen-rofs-img.py does (spec §6.8). Default: always stripped afresh.
+   */
+  reuseExisting?: boolean;
 }
 
 function realCwd(cwd: string): string {
@@ -72,9 +77,18 @@ export function stripIdentity(strip: string): string {
  * and strip succeeds, else `host` itself (resolved against cwd). `onDigest` is told the
  * content digest the copy was looked up by.
  */
-export function contentPathFor(host: string, ctx: StripContext, onDigest?: (digest: string) => void): string {
+export function contentPathFor(host: string, ctx: StripContext, onDigest?: (digest: string) => void, onReuse?: (copy: string) => void): string {
   const abs = path.resolve(ctx.cwd, host);
   if (!shouldStrip(host, ctx.cwd)) return abs;
+  if (ctx.reuseExisting) {
+    const copy = `${abs.slice(0, -'.so'.length)}-stripped.so`;
+    const st = fs.statSync(copy, { throwIfNoEntry: false });
+    const orig = fs.statSync(abs, { throwIfNoEntry: false });
+    if (st?.isFile() && orig && st.mtimeMs >= orig.mtimeMs) {
+      onReuse?.(copy);
+      return copy;
+    }
+  }
   let digest: string;
   try {
     digest = (ctx.digest ?? digestFile)(abs);

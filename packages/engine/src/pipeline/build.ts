@@ -642,6 +642,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     fs: resolved.words.fs,
     libgccSDir: resolved.libgccSDir,
     walkOrder: resolved.compat === 'osv' ? 'os' : 'sorted',
+    osvCompat: resolved.compat === 'osv',
     arch: resolved.arch,
     outputs,
     cacheDir: resolved.cacheDir,

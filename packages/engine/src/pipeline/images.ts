@@ -21,6 +21,8 @@ export interface ImageStageInput {
   fs: FsType;
   libgccSDir: string;
   walkOrder: WalkOrder;
+  /** `--compat=osv`: also an existing `<x>-stripped.so` is used as gen-rofs-img.py uses it. */
+  osvCompat: boolean;
   arch: string;
   outputs: OsvOutputs;
   cacheDir: string;
@@ -104,7 +106,8 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
   const warn = (text: string): void => input.reporter({ type: 'warning', text });
   // Stripped copies are found by content: the stat cache spares reading unchanged `.so` files.
   const digest = (f: string): string => input.statCache.digest(f);
-  const strip: StripContext = { cwd: input.buildPath, strip: input.env['STRIP'] || 'strip', cacheDir: input.cacheDir, warn, digest };
+  const reuseExisting = input.osvCompat;
+  const strip: StripContext = { cwd: input.buildPath, strip: input.env['STRIP'] || 'strip', cacheDir: input.cacheDir, warn, digest, ...(reuseExisting ? { reuseExisting } : {}) };
   const defines = { libgcc_s_dir: input.libgccSDir };
 
   let rofsUpdate: { before: string | undefined; changed: Array<[number, number]> | undefined } | undefined;
@@ -114,7 +117,7 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
     try {
       const stats = await writeRofsImageFromManifest(
         usrText,
-        { file, cwd: input.buildPath, defines, walkOrder: input.walkOrder, strip: { program: strip.strip, cacheDir: strip.cacheDir, warn, digest } },
+        { file, cwd: input.buildPath, defines, walkOrder: input.walkOrder, strip: { program: strip.strip, cacheDir: strip.cacheDir, warn, digest, ...(reuseExisting ? { reuseExisting } : {}) } },
         out,
         { incremental: true },
       );

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytes, strippableElf, useTempDirs } from '../../testing/index.js';
 import { nativeCopier } from './nativeCopy.js';
+import { readRofsFile } from './reader.js';
 import type { RofsTreeOptions } from './tree.js';
 import { defaultLayoutPath, writeRofsImageFromManifest, type RofsWriteStats } from './writer.js';
 
@@ -207,6 +208,32 @@ describe.each(CHECKERS)('writeRofsImageFromManifest (incremental; stats: %s)', (
     layout.version = 1;
     fs.writeFileSync(file, JSON.stringify(layout));
     expect((await w.write()).treeReason).toBe('the layout file has another format');
+  });
+
+  it('--compat=osv uses an existing <x>-stripped.so that is not older than <x>.so, as gen-rofs-img.py does; by default strips afresh', async () => {
+    const elf = strippableElf();
+    if (!elf) return;
+    const root = tempDir();
+    const w = workspace(root);
+    const lib = w.at('lib/libx.so');
+    fs.copyFileSync(elf, lib);
+    const prestripped = bytes(3000, 4242);
+    fs.writeFileSync(w.at('lib/libx-stripped.so'), prestripped);
+    const text = `${w.text}/usr/lib/libx.so: lib/libx.so\n`;
+    const cacheDir = path.join(root, 'cache');
+    const out = path.join(root, 'rofs.img');
+    const content = async (reuseExisting: boolean): Promise<Buffer> => {
+      await writeRofsImageFromManifest(text, { ...w.opts, strip: { program: 'strip', cacheDir, warn: () => {}, reuseExisting } }, out, { incremental: false });
+      return readRofsFile(out, '/usr/lib/libx.so');
+    };
+    expect((await content(true)).equals(prestripped)).toBe(true);
+    const fresh = await content(false);
+    expect(fresh.equals(prestripped)).toBe(false);
+    expect(fresh.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+    // Older than the .so (the .so was rebuilt): stripped afresh in both modes.
+    const old = new Date(fs.statSync(lib).mtimeMs - 60_000);
+    fs.utimesSync(w.at('lib/libx-stripped.so'), old, old);
+    expect((await content(true)).equals(fresh)).toBe(true);
   });
 
   it('strips again when a stripped .so changes, and when the strip program does', async () => {

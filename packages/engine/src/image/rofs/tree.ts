@@ -87,6 +87,8 @@ export interface RofsStripOptions {
   warn: (text: string) => void;
   /** A host file's content digest (default: read it); see StripContext.digest. */
   digest?: (file: string) => string;
+  /** `--compat=osv`: use an existing `<x>-stripped.so` that is not older than `<x>.so` (StripContext.reuseExisting). */
+  reuseExisting?: boolean;
 }
 
 export interface RofsTreeOptions {
@@ -351,7 +353,13 @@ function stripped(host: string, ctx: StripContext, origin: RofsOrigin, reads: Tr
   const signature = reads?.beforeStripping(abs);
   if (reads) reads.saw('P', ctx.strip, stripIdentity(ctx.strip));
   try {
-    return contentPathFor(host, ctx, reads && ((digest) => reads.stripped(abs, signature ?? '', digest)));
+    return contentPathFor(
+      host,
+      ctx,
+      reads && ((digest) => reads.stripped(abs, signature ?? '', digest)),
+      // Which copy wins depends on two timestamps at this moment: no memo of this tree.
+      reads && ((copy) => reads.unrecordable(`${copy} was used as it is (--compat=osv)`)),
+    );
   } catch (e) {
     throw new OsvbError('OSVB_IO', `cannot keep a stripped copy of "${host}" in ${ctx.cacheDir}: ${(e as Error).message}`, { ...loc(origin), cause: e });
   }
@@ -364,7 +372,14 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
   const walkOrder = opts.walkOrder ?? 'sorted';
   const defines = opts.defines ?? {};
   const stripCtx: StripContext | undefined = opts.strip
-    ? { cwd, strip: opts.strip.program, cacheDir: opts.strip.cacheDir, warn: opts.strip.warn, ...(opts.strip.digest ? { digest: opts.strip.digest } : {}) }
+    ? {
+        cwd,
+        strip: opts.strip.program,
+        cacheDir: opts.strip.cacheDir,
+        warn: opts.strip.warn,
+        ...(opts.strip.digest ? { digest: opts.strip.digest } : {}),
+        ...(opts.strip.reuseExisting ? { reuseExisting: true } : {}),
+      }
     : undefined;
   const b = new TreeBuilder();
   const reads = opts.reads;

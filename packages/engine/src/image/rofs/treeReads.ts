@@ -149,6 +149,11 @@ export class TreeReadRecorder {
     this.saw('C', p, `${signature}|${digest}`);
   }
 
+  /** Something the tree depends on that reads cannot vouch for: no memo. */
+  unrecordable(reason: string): void {
+    this.broken ??= reason;
+  }
+
   /** The reads, or why they cannot stand for the tree. */
   result(): TreeReads | string {
     if (this.broken) return this.broken;

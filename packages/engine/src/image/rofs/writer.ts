@@ -889,7 +889,7 @@ const TREE_KEY_VERSION = 1;
 
 function treeKey(text: string, opts: RofsTreeOptions, hasher: Hasher): string {
   const defines = Object.entries(opts.defines ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const strip = opts.strip ? [opts.strip.program, path.resolve(opts.strip.cacheDir)] : false;
+  const strip = opts.strip ? [opts.strip.program, path.resolve(opts.strip.cacheDir), opts.strip.reuseExisting ?? false] : false;
   return hasher.h64ToString(JSON.stringify([TREE_KEY_VERSION, text, path.resolve(opts.cwd), defines, opts.walkOrder ?? 'sorted', strip]));
 }
 
