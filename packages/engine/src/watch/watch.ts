@@ -279,7 +279,7 @@ export function describeCycle(c: WatchCycle): string {
       : c.restored.length > 0
         ? `restored ${c.restored.join(', ')}`
         : c.index === 0
-          ? `${r.modules.length} modules up to date`
+          ? `${r.modules.length} module${r.modules.length === 1 ? '' : 's'} up to date`
           : 'no module changed';
   const after: string[] = [];
   if (r.written.length > 0) after.push(`${r.written.map((w) => path.basename(w)).join(', ')} updated`);
