@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OsvbError } from '../errors/index.js';
 import { tempNameFor } from '../fsutil/index.js';
-import { checkLoader } from '../image/disk/mbr.js';
+import { readCheckedLoader } from '../image/disk/writer.js';
 
 import { KERNEL_BUILD_FILES } from '../image/kernelFiles.js';
 
@@ -66,16 +66,7 @@ export function placePrebuiltKernel(kernel: string, buildPath: string, digest: (
     if (!sources.has('loader.img')) throw new OsvbError('OSVB_KERNEL_MISSING', `--kernel ${kernel}: ${src} has no loader.img`, { hint: HINT });
   } else sources.set('loader.img', src);
 
-  const loader = sources.get('loader.img') as string;
-  const size = fs.statSync(loader).size;
-  const head = Buffer.alloc(Math.min(size, 512));
-  const fd = fs.openSync(loader, 'r');
-  try {
-    fs.readSync(fd, head, 0, head.length, 0);
-  } finally {
-    fs.closeSync(fd);
-  }
-  checkLoader(head, size, loader);
+  readCheckedLoader(sources.get('loader.img') as string);
 
   const copied = copyKernelFiles(sources, buildPath, digest);
   return { loaderImg: path.join(buildPath, 'loader.img'), copied, files: [...sources.keys()] };

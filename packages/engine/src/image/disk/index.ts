@@ -2,4 +2,4 @@ export { chs, partitionEntry, cmdlinePatch, checkLoader, CMDLINE_OFFSET, CMDLINE
 export { planDisk, fsSizeFromWords, unsupportedDiskFs, DISK_FILE_SYSTEMS, DEFAULT_FS_SIZE, KERNEL_ALIGN, type DiskFs, type DiskPlan, type DiskPlanInput } from './plan.js';
 export { RawDisk, type DiskTarget } from './raw.js';
 export { Qcow2Image, QCOW2_CLUSTER_SIZE, type Qcow2Backing } from './qcow2.js';
-export { writeDiskImage, diskImagePath, diskRecordPath, fileSignature, type DiskFormat, type DiskWriteInput, type DiskWriteResult } from './writer.js';
+export { writeDiskImage, readCheckedLoader, diskImagePath, diskRecordPath, fileSignature, type DiskFormat, type DiskWriteInput, type DiskWriteResult } from './writer.js';

@@ -118,6 +118,14 @@ function sizeOf(file: string, what: string, hint: string): number {
   return st.size;
 }
 
+/** loader.img's size and first sectors, after checking it is a whole loader (mbr.ts checkLoader). */
+export function readCheckedLoader(file: string): { size: number; head: Buffer } {
+  const size = sizeOf(file, 'the kernel image', 'build the kernel, or pass --kernel DIR|loader.img');
+  const head = readHead(file, size);
+  checkLoader(head, size, file);
+  return { size, head };
+}
+
 function loadRecord(file: string): DiskRecord | undefined {
   try {
     const r = JSON.parse(fs.readFileSync(file, 'utf8')) as DiskRecord;
@@ -149,8 +157,7 @@ function createTarget(format: DiskFormat, file: string, virtualSize: number): Di
 
 export function writeDiskImage(input: DiskWriteInput): DiskWriteResult {
   const t0 = performance.now();
-  const loaderSize = sizeOf(input.loaderImg, 'the kernel image', 'build the kernel, or pass --kernel DIR|loader.img');
-  checkLoader(readHead(input.loaderImg, loaderSize), loaderSize, input.loaderImg);
+  const { size: loaderSize, head: loaderHead } = readCheckedLoader(input.loaderImg);
   const bare = input.createDisk ? input.diskBin : input.loaderImg;
   if (!bare) throw new OsvbError('OSVB_KERNEL_MISSING', '--create-disk needs OSv\'s scripts/disk.bin', { hint: 'run osvb in an OSv source tree' });
   const bareSize = bare === input.loaderImg ? loaderSize : sizeOf(bare, 'the boot sector image', 'scripts/disk.bin comes with OSv\'s sources');
@@ -162,7 +169,8 @@ export function writeDiskImage(input: DiskWriteInput): DiskWriteResult {
   // The first sectors as the image must hold them: the boot image's, with OSv's patches.
   const patches: BytePatch[] = [partitionEntry(2, plan.partitionOffset, plan.partitionSize)];
   if (plan.cmdline) patches.push(cmdlinePatch(input.cmdline, path.join(input.buildPath, 'cmdline')));
-  const headBytes = readHead(bare, bareSize);
+  // The loader's first sectors were read for the check already; disk.bin is read here.
+  const headBytes = bare === input.loaderImg ? loaderHead : readHead(bare, bareSize);
   for (const p of patches) {
     if (p.offset + p.bytes.length > headBytes.length) {
       throw new OsvbError('OSVB_KERNEL_INVALID', `${bare} is ${bareSize} bytes long: too short for the boot sector's partition table`);
