@@ -353,4 +353,28 @@ describe('environment', () => {
     expect(res.stderr).toContain('module "banner": direct-dri is unknown type (known: direct-dir, dir, git, svn)');
     expect(res.stderr).toMatch(/asked for by .*images\/default\.py:\d+/);
   });
+  it('a direct-dir module with a relative path is found under the OSv base, not the directory osvb runs in', async () => {
+    const root = smallTree({
+      'config.json': JSON.stringify({ modules: { rel: { type: 'direct-dir', path: 'extra/rel' }, repositories: ['${OSV_BASE}/modules'] } }, null, 2),
+      'extra/rel/Makefile': 'module:\n\techo built > made.txt\n',
+      'extra/rel/module.py': API + "api.require('lib')\ndefault = api.run('/rel')\n",
+      'extra/rel/usr.manifest': '[manifest]\n/rel/made.txt: ${MODULE_DIR}/made.txt\n',
+      'modules/lib/usr.manifest': '[manifest]\n/lib.txt: ${MODULE_DIR}/lib.txt\n',
+      'modules/lib/lib.txt': 'lib\n',
+    });
+    const elsewhere = scratch();
+    const first = await osvb(['build', 'image=rel', '--osv-base', root], { cwd: elsewhere });
+    expect(first.stderr).not.toMatch(/^error\[/m);
+    expect(first.exitCode).toBe(0);
+    expect(fs.readFileSync(path.join(root, 'extra/rel/made.txt'), 'utf8')).toBe('built\n');
+    expect(fs.existsSync(path.join(elsewhere, 'extra'))).toBe(false);
+    const manifest = fs.readFileSync(path.join(root, 'build/release/usr.manifest'), 'utf8');
+    // The text OSv substitutes for ${MODULE_DIR} stays as written (relative to OSV_BASE).
+    expect(manifest).toContain('/rel/made.txt: extra/rel/made.txt\n');
+    expect(fs.readFileSync(path.join(root, 'build/release/cmdline'), 'utf8')).toContain('/rel');
+    // A second build from another directory is up to date: the same module, the same key.
+    const again = await osvb(['build', 'image=rel', '--osv-base', root], { cwd: root });
+    expect(again.exitCode).toBe(0);
+    expect(again.stdout + again.stderr).not.toMatch(/built rel|make/i);
+  });
 });

@@ -23,6 +23,11 @@ export interface LocatedModule {
   name: string;
   /** MODULE_DIR exactly as OSv computes it (no normalisation; a trailing `/` is kept). */
   dir: string;
+  /**
+   * Where the module is on this machine: `dir`, joined to the OSv base when relative, because
+   * scripts/build runs module.py (and so every `require` and `make module`) with cwd = OSV_BASE.
+   */
+  hostDir: string;
   type: ModuleEntryType;
   /** For fetched modules: the entry, so the caller can fetch when `dir` is missing. */
   entry?: ModuleEntry;
@@ -99,6 +104,7 @@ export function loadOsvConfig(opts: LoadConfigOptions): OsvConfig {
 
   const repoDirs = (repositories ?? []).map((r) => expandVars(r, opts.env));
 
+  const onHost = (p: string): string => (path.isAbsolute(p) ? p : pyJoin(opts.osvBase, p));
   const find = (name: string): LocatedModule | undefined => {
     const raw = entries.get(name);
     if (raw !== undefined) {
@@ -111,11 +117,13 @@ export function loadOsvConfig(opts: LoadConfigOptions): OsvConfig {
       const entry = raw.value as ModuleEntry;
       const expandedPath = expandVars(entry.path, opts.env);
       if (entry.type === 'direct-dir') {
-        return { name, dir: expandedPath, type: entry.type, declaredIn: raw.doc.file };
+        return { name, dir: expandedPath, hostDir: onHost(expandedPath), type: entry.type, declaredIn: raw.doc.file };
       }
+      const fetchedDir = pyJoin(opts.buildPath, 'module', entry.name as string);
       return {
         name,
-        dir: pyJoin(opts.buildPath, 'module', entry.name as string),
+        dir: fetchedDir,
+        hostDir: onHost(fetchedDir),
         type: entry.type,
         entry: { ...entry, path: expandedPath },
         declaredIn: raw.doc.file,
@@ -123,9 +131,9 @@ export function loadOsvConfig(opts: LoadConfigOptions): OsvConfig {
     }
     for (const repo of repoDirs) {
       const candidate = pyJoin(repo, name);
-      const exists = fs.existsSync(candidate);
-      opts.onProbe?.(candidate, exists);
-      if (exists) return { name, dir: candidate, type: 'direct-dir', declaredIn: file };
+      const exists = fs.existsSync(onHost(candidate));
+      opts.onProbe?.(onHost(candidate), exists);
+      if (exists) return { name, dir: candidate, hostDir: onHost(candidate), type: 'direct-dir', declaredIn: file };
     }
     return undefined;
   };

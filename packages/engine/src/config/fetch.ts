@@ -29,14 +29,14 @@ export function fetchCommand(mod: LocatedModule, target: string): [string, strin
 
 /** Make sure a located module's directory exists, fetching it when needed. */
 export async function ensureModuleDir(mod: LocatedModule, log: (line: string) => void): Promise<void> {
-  if (fs.existsSync(mod.dir)) return;
+  if (fs.existsSync(mod.hostDir)) return;
   if (mod.type === 'direct-dir' || !mod.entry) {
     throw new OsvbError('OSVB_MODULE_PATH_MISSING', `Path does not exist: ${mod.dir}`, {
       location: { file: mod.declaredIn },
       hint: `module "${mod.name}" is a direct-dir entry whose path is missing`,
     });
   }
-  const tmp = `${mod.dir.replace(/\/+$/, '')}.osvb-fetch-${process.pid}`;
+  const tmp = `${mod.hostDir.replace(/\/+$/, '')}.osvb-fetch-${process.pid}`;
   const [cmd, args] = fetchCommand(mod, tmp);
   log(`Fetching ${mod.entry.name ?? mod.name}`);
   fs.mkdirSync(path.dirname(tmp), { recursive: true });
@@ -51,5 +51,5 @@ export async function ensureModuleDir(mod: LocatedModule, log: (line: string) =>
       details: tail.length ? tail : res.code === 'ENOENT' ? [`${cmd}: command not found`] : [],
     });
   }
-  fs.renameSync(tmp, mod.dir.replace(/\/+$/, ''));
+  fs.renameSync(tmp, mod.hostDir.replace(/\/+$/, ''));
 }

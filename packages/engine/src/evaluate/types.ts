@@ -33,8 +33,13 @@ export interface FileMapRecord {
 
 export interface EvaluatedModule {
   name: string;
-  /** MODULE_DIR, verbatim. */
+  /**
+   * Where the module is: MODULE_DIR as module.py saw it, joined to the OSv base by the pipeline
+   * when it is relative (OSv runs module.py and `make module` with cwd = OSV_BASE).
+   */
   dir: string;
+  /** MODULE_DIR as written, when `dir` had to be joined to the OSv base (manifests substitute this text). */
+  moduleDirText?: string;
   /** Run-table entry (`*`, `none`, or a configuration name), if the module has one. */
   run: string | null;
   hasModulePy: boolean;

@@ -86,7 +86,7 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
         text += stageA({
           file: moduleManifest,
           lines: readManifestLines(moduleManifest),
-          variables: { MODULE_DIR: m.dir, OSV_BASE: input.osvBase },
+          variables: { MODULE_DIR: m.moduleDirText ?? m.dir, OSV_BASE: input.osvBase },
           libgccSDir: input.libgccSDir,
           kind: 'module',
         });

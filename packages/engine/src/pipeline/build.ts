@@ -15,7 +15,7 @@ import { ModuleGraph } from '../graph/index.js';
 import { scheduleGraph } from '../build/index.js';
 import { INLINE_BLOB_MAX, LocalCache, RemoteCache, remoteCacheConfig, withLock, type RemoteCacheConfig } from '../cache/index.js';
 import { canonicalJson, digestString, initHashing, StatCache, type Digest } from '../hash/index.js';
-import { writeFileAtomic } from '../fsutil/index.js';
+import { pyJoin, writeFileAtomic } from '../fsutil/index.js';
 import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/index.js';
 import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
 import { startLine, type Reporter } from '../report/index.js';
@@ -276,7 +276,7 @@ export async function evaluateCached(
       {
         locate: async (name) => {
           const located = config.locate(name);
-          probes.push([located.dir, fs.existsSync(located.dir)]);
+          probes.push([located.hostDir, fs.existsSync(located.hostDir)]);
           await ensureModuleDir(located, (text) => reporter({ type: 'log', text }));
           return { dir: located.dir, type: located.type };
         },
@@ -301,6 +301,15 @@ export async function evaluateCached(
   return { evaluation: result, selected: spec.selected, cached: false, reads: recordedReads, ...(reason ? { reason } : {}) };
 }
 
+/**
+ * A relative MODULE_DIR names a directory under the OSv base (scripts/build runs module.py and
+ * `make module` there), not under the directory osvb was started in: every file operation uses
+ * the joined path, the manifests keep the text OSv substitutes.
+ */
+export function placeModules(modules: EvaluatedModule[], osvBase: string): EvaluatedModule[] {
+  return modules.map((m) => (path.isAbsolute(m.dir) ? m : { ...m, dir: pyJoin(osvBase, m.dir), moduleDirText: m.dir }));
+}
+
 function hasMakefile(m: EvaluatedModule): boolean {
   return fs.existsSync(path.join(m.dir, 'Makefile'));
 }
@@ -316,7 +325,7 @@ export async function planBuild(opts: BuildOptions, remote?: RemoteCache): Promi
 
   const evalStart = performance.now();
   const ev = await evaluateCached(resolved, cache, statCache, reporter, undefined, remote);
-  const modules = resolved.words.noRequired ? ev.evaluation.modules.filter((m) => ev.selected.includes(m.name)) : ev.evaluation.modules;
+  const modules = placeModules(resolved.words.noRequired ? ev.evaluation.modules.filter((m) => ev.selected.includes(m.name)) : ev.evaluation.modules, resolved.osvBase);
   reporter({
     type: 'evaluated',
     modules: modules.map((m) => ({ name: m.name, run: m.run })),

@@ -145,7 +145,7 @@ function enumerateModules(config: OsvConfig, osvBase: string, onDir: (dir: strin
       continue; // a malformed entry: the build reports it when the module is used
     }
     if (!located || located.type !== 'direct-dir') continue; // fetched modules have no local tree yet
-    const dir = path.resolve(osvBase, located.dir);
+    const dir = located.hostDir;
     onDir(dir);
     if (dirSignature(dir) !== null) out.set(name, { name, dir });
   }
@@ -316,8 +316,8 @@ async function evaluateModules(
           {
             locate: async (name) => {
               const located = config.locate(name);
-              probes.push([located.dir, fs.existsSync(located.dir)]);
-              if (located.entry && !fs.existsSync(located.dir)) {
+              probes.push([located.hostDir, fs.existsSync(located.hostDir)]);
+              if (located.entry && !fs.existsSync(located.hostDir)) {
                 throw new OsvbError('OSVB_MODULE_NOT_FOUND', `module ${name} is fetched by the build (${located.type}); its requires are known after the first build`);
               }
               return { dir: located.dir, type: located.type };
