@@ -33,7 +33,8 @@ describe.skipIf(skip !== undefined)('usr.img boots (osvb build --kernel, osvb ru
     const build = await osvb(['build', 'image=native', 'fs=rofs', '--kernel', SHARED_KERNEL], { cwd: dir });
     expect(build.exitCode, build.stderr).toBe(0);
     const img = path.join(dir, 'build/release/usr.img');
-    expect(build.stderr).toContain(`${img}: written, 512 MiB disk`);
+    expect(fs.existsSync(img)).toBe(true);
+    expect(build.stderr).toMatch(/outputs in build\/release:\n(.*\n)*  usr\.img +[\d.]+ MiB  written \(qcow2, 512 MiB disk\)/);
     expect(fs.readFileSync(path.join(dir, 'build/release/cmdline'), 'utf8')).toBe('--rootfs=rofs /hello.so');
 
     const run = await osvb(['run', ...VM], { cwd: dir });
@@ -48,7 +49,7 @@ describe.skipIf(skip !== undefined)('usr.img boots (osvb build --kernel, osvb ru
     fs.writeFileSync(path.join(dir, 'extra/banner/motd'), 'A freshly edited message of the day.\n');
     const again = await osvb(['build', 'image=native', 'fs=rofs', '--kernel', SHARED_KERNEL], { cwd: dir });
     expect(again.exitCode, again.stderr).toBe(0);
-    expect(again.stderr).toMatch(/usr\.img: updated in place \(\d+ bytes written\)/);
+    expect(again.stderr).toMatch(/  usr\.img +[\d.]+ MiB  updated \(qcow2, 512 MiB disk, \d+ bytes written\)/);
     const rerun = await osvb(['run', ...VM], { cwd: dir });
     expect(rerun.exitCode, rerun.stderr + rerun.stdout).toBe(0);
     expect(rerun.stdout).toContain('A freshly edited message of the day.');

@@ -255,6 +255,60 @@ describe('fetched modules', () => {
   });
 });
 
+describe('progress and the closing lines', () => {
+  it('ends with where the outputs are and what happened to them; --progress=none prints nothing on success; a bad mode is a usage error', async () => {
+    const root = smallTree({
+      'modules/app/module.py': API + "default = api.run('/app')\n",
+      'modules/app/Makefile': 'module:\n\techo x > out.txt\n',
+      'modules/app/usr.manifest': '[manifest]\n/app/out.txt: ${MODULE_DIR}/out.txt\n',
+    });
+    const first = await osvb(['build', 'image=app', 'fs=rofs', '--progress=plain'], { cwd: root });
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/1 module: 0 restored, 1 built in [\d.]+s\noutputs in build\/release:\n  usr\.manifest, bootfs\.manifest, cmdline \(written\)\n  rofs\.img +[\d.]+ KiB  written\n$/);
+    const again = await osvb(['build', 'image=app', 'fs=rofs', '--progress', 'plain'], { cwd: root });
+    expect(again.stderr).toMatch(/outputs in build\/release:\n  usr\.manifest, bootfs\.manifest, cmdline \(unchanged\)\n  rofs\.img +[\d.]+ KiB  unchanged\n$/);
+    // From elsewhere: the build path in full.
+    const away = await osvb(['build', 'image=app', 'fs=rofs', '--osv-base', root]);
+    expect(away.stderr).toContain(`outputs in ${path.join(root, 'build/release')}:`);
+    fs.appendFileSync(path.join(root, 'modules/app/Makefile'), '# edited\n');
+    const quiet = await osvb(['build', 'image=app', 'fs=rofs', '--progress=none'], { cwd: root });
+    expect(quiet.exitCode).toBe(0);
+    expect(quiet.stderr).toBe('');
+    const bad = await osvb(['build', '--progress=fancy'], { cwd: root });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain('error[OSVB_USAGE]: --progress=fancy: expected auto, tty, plain or none');
+  });
+});
+
+describe('warnings a user can act on', () => {
+  it('a missing host file is named at the module manifest line it came from; the warning is not repeated by the next build, unless -v or its cause changes', async () => {
+    const root = smallTree({
+      'modules/app/module.py': API + "default = api.run('/app')\n",
+      'modules/app/usr.manifest': '[manifest]\n# data\n/app/present.txt: ${MODULE_DIR}/present.txt\n/app/gone.txt: ${MODULE_DIR}/gone.txt\n',
+      'modules/app/present.txt': 'here\n',
+    });
+    const manifest = path.join(root, 'modules/app/usr.manifest');
+    const first = await osvb(['build', 'image=app', 'fs=rofs'], { cwd: root });
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(first.stderr).toContain(`error[OSVB_IMAGE_INPUT]: ${manifest}:4: host file "${path.join(root, 'modules/app/gone.txt')}"`);
+    expect(first.stderr).toMatch(/in module app's line, written to .*build\/release\/usr\.manifest:\d+/);
+    const again = await osvb(['build', 'image=app', 'fs=rofs'], { cwd: root });
+    expect(again.exitCode).toBe(0);
+    expect(again.stderr).not.toContain('OSVB_IMAGE_INPUT');
+    expect(again.stderr).toContain('(1 warning as in the last build not repeated; -v shows it)');
+    const verbose = await osvb(['build', 'image=app', 'fs=rofs', '-v'], { cwd: root });
+    expect(verbose.stderr).toContain('OSVB_IMAGE_INPUT');
+    // Another cause: shown at once.
+    fs.writeFileSync(manifest, '[manifest]\n/app/other.txt: ${MODULE_DIR}/other.txt\n');
+    const changed = await osvb(['build', 'image=app', 'fs=rofs'], { cwd: root });
+    expect(changed.stderr).toContain(`error[OSVB_IMAGE_INPUT]: ${manifest}:2: host file`);
+    fs.writeFileSync(path.join(root, 'modules/app/other.txt'), 'now here\n');
+    const fixed = await osvb(['build', 'image=app', 'fs=rofs'], { cwd: root });
+    expect(fixed.stderr).not.toMatch(/warning/);
+    expect(fixed.stderr).toMatch(/rofs\.img +[\d.]+ KiB  written/);
+  });
+});
+
 describe('help', () => {
   it('osvb build --help lists the words', async () => {
     const res = await osvb(['build', '--help']);

@@ -18,7 +18,8 @@ if (argv[0] === 'build' && !argv.some((a) => QUIET_FAST_PATH_BLOCKERS.has(a)) &&
     const memo = file && checkNoopMemo(file, ENGINE_VERSION, rest, process.cwd(), process.env);
     if (memo) {
       const secs = ((performance.now() - started) / 1000).toFixed(2);
-      process.stderr.write(`${memo.lines.join('\n')}\n${memo.modules} module${memo.modules === 1 ? '' : 's'}: ${memo.modules} restored, 0 built in ${secs}s (nothing changed)\n`);
+      const quiet = argv.includes('--progress=none') || argv.some((a, i) => a === '--progress' && argv[i + 1] === 'none');
+      if (!quiet) process.stderr.write(`${memo.lines.join('\n')}\n${memo.modules} module${memo.modules === 1 ? '' : 's'}: ${memo.modules} up to date, 0 restored, 0 built in ${secs}s (nothing changed)\n`);
       process.exit(0);
     }
   } catch {

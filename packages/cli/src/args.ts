@@ -4,7 +4,7 @@
  * `--append-manifest`, …) are taken out first, because their forms are not getopt forms.
  */
 import { parseArgs } from 'node:util';
-import { OsvbError, remoteCacheConfig, type BuildOptions, type RemoteCacheConfig } from '@osv-build/engine';
+import { OsvbError, remoteCacheConfig, type BuildOptions, type ProgressMode, type RemoteCacheConfig } from '@osv-build/engine';
 
 const WORD_FLAGS = new Set(['--append-manifest', '--create-disk', '--create-zfs-disk', '--use-openzfs']);
 
@@ -24,6 +24,7 @@ export const BUILD_OPTIONS = {
   'remote-cache-mode': { type: 'string' },
   kernel: { type: 'string' },
   'image-format': { type: 'string' },
+  progress: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -63,7 +64,11 @@ export interface ParsedBuildArgs {
   kernel: string | undefined;
   /** `--image-format qcow2|raw`. */
   imageFormat: 'qcow2' | 'raw' | undefined;
+  /** `--progress=auto|tty|plain|none`. */
+  progress: ProgressMode;
 }
+
+const PROGRESS_MODES: readonly ProgressMode[] = ['auto', 'tty', 'plain', 'none'];
 
 export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watch' = 'build'): ParsedBuildArgs {
   const words: string[] = [];
@@ -107,6 +112,10 @@ export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watc
   if (imageFormat !== undefined && imageFormat !== 'qcow2' && imageFormat !== 'raw') {
     throw new OsvbError('OSVB_USAGE', `--image-format ${imageFormat}: expected qcow2 (usr.img, the default) or raw (usr.raw)`);
   }
+  const progress = (v.progress ?? 'auto') as ProgressMode;
+  if (!PROGRESS_MODES.includes(progress)) {
+    throw new OsvbError('OSVB_USAGE', `--progress=${v.progress}: expected auto, tty, plain or none`, { hint: 'auto: a live line on a terminal, plain lines otherwise' });
+  }
   const compat = v.compat ?? 'default';
   if (compat !== 'osv' && compat !== 'default') {
     throw new OsvbError('OSVB_USAGE', `--compat=${compat}: expected --compat=osv (or --compat=default)`);
@@ -133,6 +142,7 @@ export function parseBuildArgs(argv: readonly string[], command: 'build' | 'watc
     remoteCache: remoteFrom(v['remote-cache'], v['remote-cache-mode']),
     kernel: v.kernel,
     imageFormat,
+    progress,
   };
 }
 
@@ -149,6 +159,7 @@ export function engineOptions(args: ParsedBuildArgs): Omit<BuildOptions, 'report
     ...(args.ociDir ? { ociDir: args.ociDir } : {}),
     requireImage: args.requireImage,
     remoteCache: args.remoteCache,
+    repeatWarnings: args.verbose,
     ...(args.kernel !== undefined ? { kernel: args.kernel } : {}),
     ...(args.imageFormat ? { imageFormat: args.imageFormat } : {}),
   };

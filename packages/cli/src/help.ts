@@ -65,6 +65,10 @@ Options:
   --remote-cache-mode read|write|read-write
                         read: never upload (untrusted branches); default read-write
                         ($OSVB_REMOTE_CACHE_MODE)
+  --progress=auto|tty|plain|none
+                        auto (default): a live status line on a terminal (modules done/total,
+                        those in make, elapsed), plain lines in CI and pipes; none: warnings
+                        and errors only
   --json                one JSON event per line on stdout
   -v, --verbose         show make output (replayed for restored modules), module.py progress,
                         and stack traces

@@ -1,6 +1,6 @@
 /** The osvb command line: a thin shell over @osv-build/engine. */
 import { readFileSync } from 'node:fs';
-import { build, expandGeneratedManifest, jsonReporter, liveTerminal, OsvbError, textReporter, type Reporter } from '@osv-build/engine';
+import { build, expandGeneratedManifest, jsonReporter, OsvbError, progressMode, textReporter, type Reporter } from '@osv-build/engine';
 import { engineOptions, parseBuildArgs, type ParsedBuildArgs } from './args.js';
 import { runCache, runExplain } from './commands.js';
 import { runImageCommand } from './imagecmds.js';
@@ -17,8 +17,7 @@ function version(): string {
 }
 
 function reporterFor(args: ParsedBuildArgs): Reporter {
-  const live = liveTerminal();
-  return args.json ? jsonReporter() : textReporter({ verbose: args.verbose, ...(live ? { live } : {}) });
+  return args.json ? jsonReporter() : textReporter({ verbose: args.verbose, ...progressMode(args.progress) });
 }
 
 async function runBuild(argv: string[], printManifest: boolean): Promise<number> {

@@ -42,7 +42,7 @@ export async function runWatch(argv: string[]): Promise<number> {
   };
   // Per-module lines would drown the one-line-per-build summary: only warnings, module.py
   // output and (with -v) make output and everything else go through.
-  const text = textReporter({ verbose: args.verbose, write: (s) => process.stderr.write(s + '\n') });
+  const text = textReporter({ verbose: args.verbose, quiet: args.progress === 'none', write: (s) => process.stderr.write(s + '\n') });
   const reporter: Reporter = args.json
     ? jsonReporter(out)
     : (e: BuildEvent) => {

@@ -36,7 +36,13 @@ export interface OsvOutputs {
    * FileMap), then what the build generated (/init, javamains, app lines, append.manifest).
    * Their concatenation after the header is usr.manifest; image layers are made from them.
    */
-  usrSections: Array<{ name: string; kind: 'skeleton' | 'module' | 'generated'; text: string }>;
+  usrSections: Array<{
+    name: string;
+    kind: 'skeleton' | 'module' | 'generated';
+    text: string;
+    /** The files its lines were written from (a skeleton, a module's usr.manifest, its module.py). */
+    sources?: string[];
+  }>;
 }
 
 function existsFile(p: string): boolean {
@@ -62,8 +68,8 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
   const manifests: Record<'usr' | 'bootfs', string> = { usr: '', bootfs: '' };
   const usrSections: OsvOutputs['usrSections'] = [];
   let mark = 0;
-  const section = (type: 'usr' | 'bootfs', text: string, name: string, kind: 'skeleton' | 'module' | 'generated'): void => {
-    if (type === 'usr') usrSections.push({ name, kind, text: text.slice(mark) });
+  const section = (type: 'usr' | 'bootfs', text: string, name: string, kind: 'skeleton' | 'module' | 'generated', sources: string[] = []): void => {
+    if (type === 'usr') usrSections.push({ name, kind, text: text.slice(mark), ...(sources.length ? { sources } : {}) });
     mark = text.length;
   };
 
@@ -78,11 +84,13 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
       input.observe?.(skelFile);
       text += stageA({ file: skelFile, lines: readSkeleton(skelFile, `${type} skeleton`), variables: {}, libgccSDir: input.libgccSDir, kind: 'skeleton' });
     }
-    section(type, text, 'skeleton', 'skeleton');
+    section(type, text, 'skeleton', 'skeleton', skel !== 'none' ? [pyJoin(input.osvBase, skel)] : []);
     for (const m of input.modules) {
       const moduleManifest = pyJoin(m.dir, name);
+      const sources: string[] = [];
       input.observe?.(moduleManifest);
       if (existsFile(moduleManifest)) {
+        sources.push(moduleManifest);
         text += stageA({
           file: moduleManifest,
           lines: readManifestLines(moduleManifest),
@@ -95,8 +103,9 @@ export function generateOsvOutputs(input: OsvOutputsInput): OsvOutputs {
       if (fm) {
         const opts = { walkOrder: input.walkOrder, patternMode: input.patternMode, moduleName: m.name, ...(input.observe ? { observe: input.observe } : {}) };
         text += expandFileMapCached(fm, opts, input.fileMapCache, ENGINE_VERSION);
+        sources.push(pyJoin(m.dir, 'module.py'));
       }
-      section(type, text, m.name, 'module');
+      section(type, text, m.name, 'module', sources);
     }
     for (const app of input.apps) {
       if (app.kind === 'init' && type === 'usr') {

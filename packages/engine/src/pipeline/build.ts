@@ -25,6 +25,8 @@ import { DependencyRecorder } from './noopMemo.js';
 import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
 import { kernelStage } from './kernelStage.js';
 import { unsupportedDiskFs, type DiskFormat } from '../image/disk/index.js';
+import { summarizeOutputs } from './outputSummary.js';
+import { onceReporter, warningMemoFile } from './warningMemo.js';
 import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext, type ModuleBuildRecord } from './moduleAction.js';
 import {
   canonicalSame,
@@ -78,6 +80,8 @@ export interface BuildOptions {
   kernel?: string;
   /** usr.img as qcow2 (default, as scripts/build) or raw (`usr.raw`). */
   imageFormat?: DiskFormat;
+  /** Show every warning, also those the last build of this build path showed (default: once per cause). */
+  repeatWarnings?: boolean;
 }
 
 export interface ResolvedBuild {
@@ -404,16 +408,18 @@ function warnInnerStarStar(plan: BuildPlan, reporter: Reporter): void {
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const started = performance.now();
-  const reporter = opts.reporter ?? (() => {});
-  const remote = openRemote(opts, reporter);
+  const remote = openRemote(opts, opts.reporter ?? (() => {}));
   const plan = await planBuild(opts, remote);
   const { resolved, modules, graph, keys, keyInputs, cache, statCache } = plan;
+  // From here on, a warning the last build of this build path showed is not repeated.
+  const reporter = onceReporter(opts.reporter ?? (() => {}), warningMemoFile(resolved.cacheDir, resolved.buildPath), opts.repeatWarnings ?? false);
   fs.mkdirSync(resolved.buildPath, { recursive: true });
   rememberWords(resolved.cacheDir, opts.words);
   warnInnerStarStar(plan, reporter);
 
   const byName = new Map(modules.map((m) => [m.name, m]));
   const withMakefile = modules.filter(hasMakefile).map((m) => m.name);
+  reporter({ type: 'modules-planned', withMakefile: withMakefile.length });
   const jobs = resolved.words.jobs;
   const concurrency = opts.concurrency ?? (jobs && jobs !== '-' ? Number(jobs) : os.availableParallelism());
   const built: string[] = [];
@@ -682,6 +688,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
   }
   const durationMs = performance.now() - started;
+  reporter({ type: 'outputs', buildPath: resolved.buildPath, files: summarizeOutputs(resolved.buildPath, written, images) });
   reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, upToDate: upToDate.length, failed: 0, evaluationCached: plan.evaluationCached, fromRemote: fromRemote.length });
   return { ...plan, images, built, restored, fromRemote, outputs, written, durationMs };
 }

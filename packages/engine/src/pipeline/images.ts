@@ -13,6 +13,7 @@ import { fileSignature, unsupportedDiskFs, writeDiskImage, type DiskFormat, type
 import type { StripContext } from '../image/strip.js';
 import { computeLayers } from '../layers/index.js';
 import type { Reporter } from '../report/index.js';
+import { atManifestSource } from './manifestSource.js';
 import type { FsType } from './words.js';
 
 export interface ImageStageInput {
@@ -127,7 +128,9 @@ export async function writeImages(input: ImageStageInput): Promise<ImageStageRes
         type: 'log',
         text: `rofs.img ${stats.mode === 'in-place' ? `updated in place${stats.treeReused ? ' (same tree)' : ''}` : 'written'}: ${stats.filesWritten} files written, ${stats.filesReused} reused, ${stats.bytesWritten} bytes`,
       });
-    } catch (e) {
+    } catch (thrown) {
+      // Named at the skeleton or module manifest line the user can edit, not at usr.manifest's.
+      const e = isOsvbError(thrown) ? atManifestSource(thrown, file, usrText, input.outputs.usrSections) : thrown;
       // A tree whose manifest maps files the kernel build makes (libenviron.so, …) cannot be
       // imaged by osvb alone; module.py succeeds there, so by default that is a warning.
       if (!isOsvbError(e) || input.requireImage || e.code !== 'OSVB_IMAGE_INPUT') throw e;

@@ -1,5 +1,6 @@
 /** Turns engine events into plain lines on stderr, or JSON lines on stdout with --json. */
-import type { BuildEvent, Reporter } from './index.js';
+import * as path from 'node:path';
+import type { BuildEvent, BuildOutputFile, Reporter } from './events.js';
 
 function secs(ms: number): string {
   return `${(ms / 1000).toFixed(2)}s`;
@@ -19,6 +20,30 @@ export interface TextReporterOptions {
    * every second). Without it (CI, pipes) the kernel build is plain lines: start, a heartbeat, done.
    */
   live?: NodeJS.WriteStream;
+  /** `--progress=none`: warnings, notices and failures only; no progress or summary lines. */
+  quiet?: boolean;
+  /** Without a live line: how often a line says which modules are still being made (default 30 s). */
+  heartbeatMs?: number;
+  /** Paths under this directory are shown relative to it (default: the working directory). */
+  cwd?: string;
+}
+
+export type ProgressMode = 'auto' | 'tty' | 'plain' | 'none';
+
+/**
+ * `--progress`: `auto` is a live status line when stderr is a terminal (not under CI=true or
+ * TERM=dumb) and plain lines otherwise; `tty` forces the live line, `plain` the lines, `none`
+ * leaves warnings and errors only.
+ */
+export function progressMode(
+  requested: ProgressMode = 'auto',
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Pick<TextReporterOptions, 'live' | 'quiet'> {
+  if (requested === 'none') return { quiet: true };
+  if (requested === 'plain') return {};
+  if (requested === 'tty') return { live: process.stderr };
+  const live = liveTerminal(env);
+  return live ? { live } : {};
 }
 
 /** What a build builds, in words rather than module.py's spec syntax (`!default` → image default). */
@@ -48,7 +73,7 @@ class StatusLine {
   constructor(private readonly tty: NodeJS.WriteStream) {}
 
   start(render: () => string): void {
-    this.stop();
+    if (this.timer) clearInterval(this.timer);
     const draw = (): void => {
       this.tty.write(`\r\x1b[K${render()}`);
       this.shown = true;
@@ -78,32 +103,88 @@ export function textReporter(opts: TextReporterOptions): Reporter {
     status?.clear();
     print(s);
   };
-  let kernel = { stage: '', since: 0, compiles: 0 };
+  // What the status line (or the plain heartbeat) shows: the kernel stage and the modules in make.
+  let kernel: { stage: string; since: number; compiles: number } | undefined;
+  const modules = { total: 0, done: 0, running: new Map<string, number>(), since: 0 };
+  const render = (): string => {
+    const parts: string[] = [];
+    if (kernel) parts.push(`kernel: ${kernel.stage} ${clock(Date.now() - kernel.since)}${kernel.compiles ? ` (${kernel.compiles} compiles)` : ''}`);
+    if (modules.running.size > 0) parts.push(`[${modules.done}/${modules.total}] making ${listNames([...modules.running.keys()])} ${clock(Date.now() - modules.since)}`);
+    return parts.join(' · ');
+  };
+  const redraw = (): void => {
+    if (!status) return;
+    if (kernel || modules.running.size > 0) status.start(render);
+    else status.stop();
+  };
+  let heartbeat: NodeJS.Timeout | undefined;
+  const moduleStarted = (name: string): void => {
+    if (modules.running.size === 0) modules.since = Date.now();
+    modules.running.set(name, Date.now());
+    if (status) redraw();
+    else if (!opts.quiet && !heartbeat) {
+      heartbeat = setInterval(() => {
+        if (modules.running.size > 0) write(`still making ${listNames([...modules.running.keys()])} (${clock(Date.now() - modules.since)}, ${modules.done}/${modules.total} modules done)`);
+      }, opts.heartbeatMs ?? 30_000);
+      heartbeat.unref();
+    }
+  };
+  const moduleEnded = (name: string): void => {
+    modules.done++;
+    if (!modules.running.delete(name)) return;
+    if (modules.running.size === 0 && heartbeat) {
+      clearInterval(heartbeat);
+      heartbeat = undefined;
+    }
+    redraw();
+  };
+  let outputs: { buildPath: string; files: BuildOutputFile[] } | undefined;
+  const cwd = opts.cwd ?? process.cwd();
+  const show = (p: string): string => {
+    const rel = path.relative(cwd, p);
+    return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : p;
+  };
+  const progress = (s: string): void => {
+    if (!opts.quiet) write(s);
+  };
   return (e: BuildEvent) => {
     switch (e.type) {
       case 'start':
-        write(startLine(e.spec, e.osvBase, e.buildPath));
+        progress(startLine(e.spec, e.osvBase, e.buildPath));
+        break;
+      case 'modules-planned':
+        modules.total = e.withMakefile;
+        modules.done = 0;
         break;
       case 'evaluated':
         if (opts.verbose || !e.cached) {
           const how = e.cached ? 'evaluation cached' : `evaluated in ${secs(e.durationMs)}${e.reason ? `: ${e.reason}` : ''}`;
           const names = e.modules.map((m) => (m.run ? `${m.name}.${m.run}` : m.name));
           const shown = opts.verbose || names.length <= 24 ? names : [...names.slice(0, 20), `… ${names.length - 20} more`];
-          write(`modules: ${names.length ? shown.join(', ') : 'none'} (${how})`);
+          progress(`modules: ${names.length ? shown.join(', ') : 'none'} (${how})`);
         }
         break;
+      case 'module-start':
+        moduleStarted(e.name);
+        if (opts.verbose) write(`building ${e.name}`);
+        break;
+      // Each line first, then the status line is redrawn under it.
       case 'module-restored':
         // Modules whose outputs were already in place are only counted in the summary.
-        if (opts.verbose || !e.upToDate) write(`restored ${e.name}${e.from === 'remote' ? ' from the remote cache' : ''} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
+        if (opts.verbose || !e.upToDate) progress(`restored ${e.name}${e.from === 'remote' ? ' from the remote cache' : ''} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
+        moduleEnded(e.name);
         break;
       case 'module-built':
-        write(`built ${e.name} (${secs(e.durationMs)})`);
+        progress(`built ${e.name} (${secs(e.durationMs)})`);
+        moduleEnded(e.name);
         break;
       case 'module-failed':
         write(`failed ${e.name}${e.error.code === 'OSVB_INTERRUPTED' ? ' (stopped)' : ''}`);
+        moduleEnded(e.name);
         break;
       case 'module-skipped':
-        write(`skipped ${e.name}: ${e.reason}`);
+        progress(`skipped ${e.name}: ${e.reason}`);
+        moduleEnded(e.name);
         break;
       case 'make-output':
         write(`[${e.name}] ${e.line}`);
@@ -112,26 +193,27 @@ export function textReporter(opts: TextReporterOptions): Reporter {
         write(e.line);
         break;
       case 'log':
-        if (opts.verbose || e.text.startsWith('Fetching') || e.text.startsWith('Adding module') || e.text.startsWith('remote cache:') || e.text === 'No apps selected') write(e.text);
+        if (opts.verbose || (!opts.quiet && (e.text.startsWith('Fetching') || e.text.startsWith('Adding module') || e.text.startsWith('remote cache:') || e.text === 'No apps selected'))) write(e.text);
         break;
       case 'warning':
         write(`warning: ${e.text}`);
         break;
       case 'notice':
-        write(e.text);
+        progress(e.text);
         break;
       case 'kernel-progress': {
+        if (opts.quiet) break;
         const t = clock(e.elapsedMs);
         if (status) {
           // A terminal: one live line while a stage runs, a plain line when it ends.
           if (e.state === 'done') {
-            status.stop();
+            kernel = undefined;
+            redraw();
             write(`kernel: ${e.stage} done in ${t}${e.compiles ? ` (${e.compiles} compiles)` : ''}`);
           } else {
             // The node's elapsed time is the truth; the line counts on from it.
             kernel = { stage: e.stage, since: Date.now() - e.elapsedMs, compiles: e.compiles };
-            const k = kernel;
-            status.start(() => `kernel: ${k.stage} ${clock(Date.now() - k.since)}${k.compiles ? ` (${k.compiles} compiles)` : ''}`);
+            redraw();
           }
           break;
         }
@@ -142,34 +224,76 @@ export function textReporter(opts: TextReporterOptions): Reporter {
         break;
       }
       case 'kernel-done':
-        status?.stop();
+        kernel = undefined;
+        redraw();
         if (e.status === 'up-to-date') {
           if (opts.verbose) write(`kernel up to date (key ${e.key.slice(0, 16)})`);
-        } else write(`kernel ${e.status === 'restored' ? `restored from the ${e.fromRemote ? 'remote ' : ''}cache` : `built${e.build ? ` (${e.build}: ${e.reason})` : ''}`} in ${clock(e.durationMs)}`);
+        } else progress(`kernel ${e.status === 'restored' ? `restored from the ${e.fromRemote ? 'remote ' : ''}cache` : `built${e.build ? ` (${e.build}: ${e.reason})` : ''}`} in ${clock(e.durationMs)}`);
         break;
       case 'disk-written': {
+        if (!opts.verbose) break; // the closing lines name usr.img with its size and what happened
         const mib = `${Math.round(e.virtualSize / (1024 * 1024))} MiB disk`;
-        const what =
-          e.mode === 'unchanged' ? 'up to date' : e.mode === 'in-place' ? `updated in place (${e.bytesWritten} bytes written)` : `written${opts.verbose && e.reason ? ` (${e.reason})` : ''}`;
+        const what = e.mode === 'unchanged' ? 'up to date' : e.mode === 'in-place' ? `updated in place (${e.bytesWritten} bytes written)` : `written${e.reason ? ` (${e.reason})` : ''}`;
         write(`${e.file}: ${what}, ${mib} (${secs(e.durationMs)})`);
         break;
       }
       case 'outputs-written':
         if (opts.verbose) for (const f of e.files) write(`wrote ${f}`);
         break;
+      case 'outputs':
+        outputs = { buildPath: e.buildPath, files: e.files };
+        break;
       case 'done': {
+        if (heartbeat) clearInterval(heartbeat);
+        heartbeat = undefined;
+        kernel = undefined;
+        modules.running.clear();
+        status?.stop();
+        if (opts.quiet) break;
         // up to date (outputs in place), restored (from a cache), built (make ran): what happened.
         const upToDate = e.upToDate ?? 0;
         const restoredNow = e.restored - upToDate;
         const parts = [...(upToDate ? [`${upToDate} up to date`] : []), e.fromRemote ? `${restoredNow} restored (${e.fromRemote} from the remote cache)` : `${restoredNow} restored`, `${e.built} built`];
         write(`${e.modules} module${e.modules === 1 ? '' : 's'}: ${parts.join(', ')} in ${secs(e.durationMs)}`);
+        if (outputs) for (const line of outputLines(outputs.buildPath, outputs.files, show)) write(line);
+        outputs = undefined;
         break;
       }
-      case 'module-start':
-        if (opts.verbose) write(`building ${e.name}`);
-        break;
     }
   };
+}
+
+/** `a, b, c` or `a, b, c and 4 more`: the status line stays one line. */
+function listNames(names: string[]): string {
+  return names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
+}
+
+const STATE_WORDS: Record<BuildOutputFile['state'], string> = { written: 'written', updated: 'updated', unchanged: 'unchanged' };
+
+/** The closing lines: where the outputs are, the images with their sizes and what this build did. */
+export function outputLines(buildPath: string, files: readonly BuildOutputFile[], show: (p: string) => string = (p) => p): string[] {
+  if (files.length === 0) return [];
+  const inBuild = (f: BuildOutputFile): boolean => path.dirname(f.path) === path.resolve(buildPath);
+  const small = files.filter((f) => inBuild(f) && !f.detail && (f.bytes ?? 0) < 1024 * 1024 && !/\.(img|raw)$/.test(f.path));
+  const big = files.filter((f) => !small.includes(f));
+  const lines = [`outputs in ${show(buildPath)}:`];
+  if (small.length > 0) {
+    const changed = small.filter((f) => f.state !== 'unchanged').length;
+    lines.push(`  ${small.map((f) => path.basename(f.path)).join(', ')} (${changed === 0 ? 'unchanged' : changed === small.length ? 'written' : `${changed} changed`})`);
+  }
+  const width = Math.max(0, ...big.map((f) => (inBuild(f) ? path.basename(f.path) : show(f.path)).length));
+  for (const f of big) {
+    const name = inBuild(f) ? path.basename(f.path) : show(f.path);
+    lines.push(`  ${name.padEnd(width)}  ${(f.bytes === undefined ? '' : size(f.bytes)).padStart(9)}  ${STATE_WORDS[f.state]}${f.detail ? ` (${f.detail})` : ''}`);
+  }
+  return lines;
+}
+
+function size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 
 export function jsonReporter(write: (s: string) => void = (s) => process.stdout.write(s + '\n')): Reporter {

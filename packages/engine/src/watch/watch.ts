@@ -285,7 +285,7 @@ export function describeCycle(c: WatchCycle): string {
   if (r.written.length > 0) after.push(`${r.written.map((w) => path.basename(w)).join(', ')} updated`);
   const rofs = r.images.rofs;
   if (rofs) {
-    if (!rofs.written) after.push('rofs.img not written (see the warning)');
+    if (!rofs.written) after.push(`rofs.img not written: ${firstReason(rofs.reason)}`);
     else if (rofs.bytesWritten === 0) after.push('rofs.img unchanged');
     else if (rofs.mode === 'in-place') after.push(`rofs.img updated in place (${rofs.filesWritten} files rewritten, ${rofs.filesReused} reused${rofs.treeReused ? ', same tree' : ''})`);
     else after.push(`rofs.img written (${rofs.filesWritten} files)`);
@@ -298,4 +298,10 @@ export function describeCycle(c: WatchCycle): string {
   if (r.images.exported) after.push(`export: ${r.images.exported.changed} files changed`);
   if (r.images.oci) after.push(`oci: ${r.images.oci.layersWritten} layers written, ${r.images.oci.layersReused} reused`);
   return `${what} (${secs})${after.length ? ` → ${after.join(', ')}` : ' → outputs unchanged'}`;
+}
+
+/** The first line of an error's text, without its `error[CODE]: ` prefix: why an image was not written. */
+function firstReason(reason: string | undefined): string {
+  const line = (reason ?? '').split('\n')[0] ?? '';
+  return line.replace(/^error\[[A-Z_]+\]: /, '') || 'see the warning';
 }
