@@ -94,7 +94,9 @@ export function textReporter(opts: TextReporterOptions): Reporter {
         break;
       case 'module-restored':
         // Modules whose outputs were already in place are only counted in the summary.
-        if (opts.verbose || !e.upToDate) write(`restored ${e.name}${e.from === 'remote' ? ' from the remote cache' : ''} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
+        if (e.from === 'task') {
+          if (opts.verbose) write(`${e.name}: built by its own task`);
+        } else if (opts.verbose || !e.upToDate) write(`restored ${e.name}${e.from === 'remote' ? ' from the remote cache' : ''} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
         break;
       case 'module-built':
         write(`built ${e.name} (${secs(e.durationMs)})`);
