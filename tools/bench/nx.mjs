@@ -3,7 +3,7 @@
 // (tools/nxws/workspace.mjs) around a generated OSv base of N modules (tools/gen-tree).
 //
 //   node tools/bench/nx.mjs [--modules 500] [--runs 5] [--nx VERSION] [--modes-only | --no-modes]
-//                           [--work DIR] [--keep] [--json]
+//                           [--cold-runs N] [--work DIR] [--keep] [--json]
 //
 // 1. createNodes + createDependencies, each run in a fresh node process that loads the
 //    installed plugin and calls both as Nx would (a file map of the workspace's module.py and
@@ -17,7 +17,9 @@
 //    (default) vs `moduleTasks: true` (every module its own Nx task, the image task assembles):
 //    `nx run image:build` cold (no Nx cache, no osv-build cache, no module outputs), fully cached
 //    (nothing changed), and after one module's source changed (a leaf: nothing requires it).
-//    The modes alternate within each run.
+//    The modes alternate within each run. --cold-runs N: only the first N runs start cold (a
+//    cold moduleTasks build of 500 modules takes minutes); the others start from the last
+//    run's cache (an untimed build), default: every run.
 // Medians of --runs runs, with Nx --nx (default: the first of tools/nxws NX_MATRIX). Needs
 // `npm run build` first.
 import { spawnSync } from 'node:child_process';
@@ -28,8 +30,8 @@ import { generateTree } from '../gen-tree/gen-tree.mjs';
 import { REPO, NX_MATRIX, createNxWorkspace, nx, packPackages } from '../nxws/workspace.mjs';
 import { benchOptions, log, median } from './common.mjs';
 
-const usage = 'usage: node tools/bench/nx.mjs [--modules 500] [--runs 5] [--nx VERSION] [--modes-only | --no-modes] [--work DIR] [--keep] [--json]';
-const opts = benchOptions(usage, { modules: 500, runs: 5, nx: NX_MATRIX[0].nx, 'modes-only': false, 'no-modes': false, work: undefined, keep: false, json: false });
+const usage = 'usage: node tools/bench/nx.mjs [--modules 500] [--runs 5] [--nx VERSION] [--modes-only | --no-modes] [--cold-runs N] [--work DIR] [--keep] [--json]';
+const opts = benchOptions(usage, { modules: 500, runs: 5, 'cold-runs': 0, nx: NX_MATRIX[0].nx, 'modes-only': false, 'no-modes': false, work: undefined, keep: false, json: false });
 if (!(opts.runs >= 1) || !(opts.modules >= 1)) throw new Error('--runs and --modules must be ≥ 1');
 const nxVersions = NX_MATRIX.find((v) => v.nx === opts.nx);
 if (!nxVersions) {
@@ -179,16 +181,18 @@ if (!opts['no-modes']) {
     const order = i % 2 ? ['moduleTasks', 'oneTask'] : ['oneTask', 'moduleTasks'];
     for (const mode of order) {
       setMode(mode === 'moduleTasks');
-      clean();
       const m = modes[mode];
-      m.cold.push(build(`${mode} cold`, false));
+      if (!opts['cold-runs'] || i < opts['cold-runs']) {
+        clean();
+        m.cold.push(build(`${mode} cold`, false));
+      } else build(`${mode} warm-up`, false);
       m.cached.push(build(`${mode} cached`, true));
       fs.appendFileSync(leaf.cFile, `\n/* bench edit ${++edits} */\n`);
       m.changed.push(build(`${mode} one module changed`, false));
-      log(`  ${mode} run ${i + 1}/${opts.runs}: cold ${ms(m.cold.at(-1))}, cached ${ms(m.cached.at(-1))}, one module changed ${ms(m.changed.at(-1))}`);
+      log(`  ${mode} run ${i + 1}/${opts.runs}: cold ${m.cold.length > i ? ms(m.cold.at(-1)) : '-'}, cached ${ms(m.cached.at(-1))}, one module changed ${ms(m.changed.at(-1))}`);
     }
   }
-  result.buildModes = Object.fromEntries(Object.entries(modes).map(([k, v]) => [k, { cold: median(v.cold), cached: median(v.cached), changed: median(v.changed) }]));
+  result.buildModes = Object.fromEntries(Object.entries(modes).map(([k, v]) => [k, { cold: median(v.cold), coldRuns: v.cold.length, cached: median(v.cached), changed: median(v.changed) }]));
 }
 
 if (opts.json) console.log(JSON.stringify(result, null, 2));
@@ -206,7 +210,7 @@ else {
   }
   if (result.buildModes) {
     const { oneTask: a, moduleTasks: b } = result.buildModes;
-    console.log(`  nx run image:build, one image task (default) vs moduleTasks (${opts.modules + 1} tasks):`);
+    console.log(`  nx run image:build, one image task (default) vs moduleTasks (${opts.modules + 1} tasks)${a.coldRuns !== opts.runs ? `; cold: median of ${a.coldRuns}` : ''}:`);
     for (const [k, label] of [['cold', 'cold              '], ['cached', 'fully cached      '], ['changed', 'one module changed']]) {
       console.log(`    ${label} ${ms(a[k]).padStart(9)}  vs ${ms(b[k]).padStart(9)}   moduleTasks / one task = ${(b[k] / a[k]).toFixed(2)}`);
     }
