@@ -28,6 +28,12 @@ interface GraphFile {
   };
 }
 
+/**
+ * For tests that run several Nx commands that build: a limit, not a time to meet (the four Nx
+ * suites run side by side, and on a loaded 2-CPU machine one such test took over a minute).
+ */
+const SLOW = 240_000;
+
 export interface NxVersions {
   nx: string;
   devkit: string;
@@ -124,7 +130,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
       expect(second.output).toMatch(/\[local cache\]|existing outputs match the cache/);
       expect(readMakeLog(makeLog).length).toBe(before + 2);
       expect(fs.readFileSync(path.join(base, 'build/release/usr.manifest'), 'utf8')).toBe(usr);
-    });
+    }, SLOW);
 
     it("after one module's source changes, image:build reruns and the engine rebuilds only that module", () => {
       fs.appendFileSync(path.join(base, 'apps/hello/hello.c'), '\n/* edited */\n');
@@ -136,7 +142,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
       expect(res.output).not.toMatch(/built libgreet/);
       expect(makesSince(before)).toEqual(['apps/hello']);
       git(ws, ['commit', '-qam', 'edit hello']);
-    });
+    }, SLOW);
 
     it('a module target builds that module (after what it requires) and shares the engine cache with the image', () => {
       const before = readMakeLog(makeLog).length;
@@ -145,7 +151,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
       expect(res.output).toMatch(/libgreet:build/);
       // Same words reach make as in the image build (fs=rofs): nothing to rebuild.
       expect(makesSince(before)).toEqual([]);
-    });
+    }, SLOW);
 
     it('nx affected selects the changed module, its dependents and the image', () => {
       const rev = git(ws, ['rev-parse', 'HEAD']).trim();
@@ -161,7 +167,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
       const built = run(['affected', '-t', 'build', `--base=${rev}`]);
       expect(built.status, built.output).toBe(0);
       expect(makesSince(before).sort()).toEqual(['apps/hello', 'modules/libgreet']);
-    });
+    }, SLOW);
 
     it('nx run image:watch (continuous) rebuilds after an edit and stops on Ctrl-C', async () => {
       const env = (nxEnv as (e: Record<string, string | undefined>, dir: string) => NodeJS.ProcessEnv)({ PATH: `${wrapperPath}:${process.env['PATH'] ?? ''}` }, ws);
@@ -270,7 +276,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
         fs.writeFileSync(nxJson, JSON.stringify(cfg, null, 2) + '\n');
         git(ws, ['commit', '-qam', 'moduleTasks']);
         cleanBase();
-      });
+      }, SLOW);
 
       afterAll(() => {
         fs.writeFileSync(nxJson, plain);
@@ -292,7 +298,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
         // The image task's own summary (Nx 24 does not show the dependencies' output).
         expect(res.output).toMatch(/8 modules: 2 up to date, 0 restored, 0 built/);
         expect(read()).toEqual(expected);
-      });
+      }, SLOW);
 
       it('a second run is an Nx cache hit for every task', () => {
         const before = readMakeLog(makeLog).length;
@@ -302,7 +308,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
         expect(tasks).toBe(9); // 8 modules + the image
         expect(hits).toBe(tasks);
         expect(makesSince(before)).toEqual([]);
-      });
+      }, SLOW);
 
       it("Nx replays the modules' outputs: with no engine cache and no module outputs, the image task assembles without make", () => {
         // What a machine gets when the module tasks ran elsewhere (Nx Agents): their outputs come
@@ -320,7 +326,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
         expect(fs.existsSync(path.join(base, 'modules/libgreet/libgreet.so'))).toBe(true);
         expect(fs.existsSync(path.join(base, 'apps/hello/hello.so'))).toBe(true);
         expect(read()).toEqual(expected);
-      });
+      }, SLOW);
 
       it('one module changed: its task and the image task run, make runs for that module only (not for what it requires)', () => {
         cleanBase();
@@ -334,7 +340,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
         // libgreet is hello's requirement: its own (cached) task provided it, no engine cache did.
         expect(makesSince(before)).toEqual(['apps/hello']);
         expect(fs.readFileSync(path.join(release, 'usr.manifest'), 'utf8')).toBe(Buffer.from(expected['usr.manifest'] as string, 'base64').toString('utf8'));
-      });
+      }, SLOW);
     });
   });
 }
