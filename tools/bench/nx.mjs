@@ -19,7 +19,8 @@
 //    (nothing changed), and after one module's source changed (a leaf: nothing requires it).
 //    The modes alternate within each run. --cold-runs N: only the first N runs start cold (a
 //    cold moduleTasks build of 500 modules takes minutes); the others start from the last
-//    run's cache (an untimed build), default: every run.
+//    run's cache (an untimed build), default: every run. --work DIR of an earlier --keep run:
+//    its workspace (installed packages, generated tree) is used again as it is.
 // Medians of --runs runs, with Nx --nx (default: the first of tools/nxws NX_MATRIX). Needs
 // `npm run build` first.
 import { spawnSync } from 'node:child_process';
@@ -31,7 +32,7 @@ import { REPO, NX_MATRIX, createNxWorkspace, nx, packPackages } from '../nxws/wo
 import { benchOptions, log, median } from './common.mjs';
 
 const usage = 'usage: node tools/bench/nx.mjs [--modules 500] [--runs 5] [--nx VERSION] [--modes-only | --no-modes] [--cold-runs N] [--work DIR] [--keep] [--json]';
-const opts = benchOptions(usage, { modules: 500, runs: 5, 'cold-runs': 0, nx: NX_MATRIX[0].nx, 'modes-only': false, 'no-modes': false, work: undefined, keep: false, json: false });
+const opts = benchOptions(usage, { modules: 500, runs: 5, 'cold-runs': -1, nx: NX_MATRIX[0].nx, 'modes-only': false, 'no-modes': false, work: undefined, keep: false, json: false });
 if (!(opts.runs >= 1) || !(opts.modules >= 1)) throw new Error('--runs and --modules must be ≥ 1');
 const nxVersions = NX_MATRIX.find((v) => v.nx === opts.nx);
 if (!nxVersions) {
@@ -54,9 +55,18 @@ log(`work dir ${work}; ${opts.modules} modules; runs ${opts.runs}; nx ${nxVersio
 
 // ---------------------------------------------------------------------------------------------
 // Workspace
-log('packing and installing …');
-createNxWorkspace(ws, packPackages(path.join(work, 'packs')), nxVersions);
-const tree = generateTree({ modules: opts.modules, out: path.join(ws, 'osv') });
+const reuse = fs.existsSync(path.join(ws, 'node_modules/@osv-build/nx')) && fs.existsSync(path.join(ws, 'osv/config.json'));
+let tree;
+if (reuse) {
+  log('using the workspace there as it is');
+  const names = fs.readdirSync(path.join(ws, 'osv/modules')).filter((n) => /^m\d+$/.test(n)).sort();
+  if (names.length !== opts.modules) throw new Error(`${ws} has ${names.length} modules, not --modules ${opts.modules}`);
+  tree = { modules: names.map((name) => ({ name, dir: path.join(ws, 'osv/modules', name), cFile: path.join(ws, 'osv/modules', name, `${name}.c`) })) };
+} else {
+  log('packing and installing …');
+  createNxWorkspace(ws, packPackages(path.join(work, 'packs')), nxVersions);
+  tree = generateTree({ modules: opts.modules, out: path.join(ws, 'osv') });
+}
 fs.mkdirSync(path.join(ws, 'trivial'), { recursive: true });
 fs.writeFileSync(path.join(ws, 'trivial/input.txt'), 'trivial\n');
 fs.writeFileSync(
@@ -172,7 +182,10 @@ if (!opts['no-modes']) {
     const r = nx(ws, ['run', 'image:build']);
     if (r.status !== 0) throw new Error(`${what}: nx run image:build failed:\n${r.output.slice(-4000)}`);
     const all = /from the cache instead of running the command for (\d+) out of \1 tasks/.test(r.output) || (/read the output from the cache/.test(r.output) && !/ out of \d+ tasks/.test(r.output));
-    if (expectCached !== all) throw new Error(`${what}: ${expectCached ? 'not' : 'unexpectedly'} a full Nx cache hit:\n${r.output.slice(-4000)}`);
+    if (expectCached !== undefined && expectCached !== all) {
+      const ran = r.output.split('\n').filter((l) => /^> nx run \S+$/.test(l.trim()) || /^> nx run \S+\s*$/.test(l));
+      throw new Error(`${what}: ${expectCached ? 'not' : 'unexpectedly'} a full Nx cache hit; tasks that ran: ${ran.join(', ') || 'none'}\n${r.output.split('\n').filter((l) => /out of|Successfully|NX /.test(l)).join('\n')}`);
+    }
     return r.ms;
   };
   const modes = { oneTask: { cold: [], cached: [], changed: [] }, moduleTasks: { cold: [], cached: [], changed: [] } };
@@ -182,17 +195,17 @@ if (!opts['no-modes']) {
     for (const mode of order) {
       setMode(mode === 'moduleTasks');
       const m = modes[mode];
-      if (!opts['cold-runs'] || i < opts['cold-runs']) {
+      if (opts['cold-runs'] < 0 || i < opts['cold-runs']) {
         clean();
         m.cold.push(build(`${mode} cold`, false));
-      } else build(`${mode} warm-up`, false);
+      } else build(`${mode} warm-up`, undefined);
       m.cached.push(build(`${mode} cached`, true));
       fs.appendFileSync(leaf.cFile, `\n/* bench edit ${++edits} */\n`);
       m.changed.push(build(`${mode} one module changed`, false));
       log(`  ${mode} run ${i + 1}/${opts.runs}: cold ${m.cold.length > i ? ms(m.cold.at(-1)) : '-'}, cached ${ms(m.cached.at(-1))}, one module changed ${ms(m.changed.at(-1))}`);
     }
   }
-  result.buildModes = Object.fromEntries(Object.entries(modes).map(([k, v]) => [k, { cold: median(v.cold), coldRuns: v.cold.length, cached: median(v.cached), changed: median(v.changed) }]));
+  result.buildModes = Object.fromEntries(Object.entries(modes).map(([k, v]) => [k, { cold: v.cold.length ? median(v.cold) : undefined, coldRuns: v.cold.length, cached: median(v.cached), changed: median(v.changed) }]));
 }
 
 if (opts.json) console.log(JSON.stringify(result, null, 2));
@@ -212,7 +225,7 @@ else {
     const { oneTask: a, moduleTasks: b } = result.buildModes;
     console.log(`  nx run image:build, one image task (default) vs moduleTasks (${opts.modules + 1} tasks)${a.coldRuns !== opts.runs ? `; cold: median of ${a.coldRuns}` : ''}:`);
     for (const [k, label] of [['cold', 'cold              '], ['cached', 'fully cached      '], ['changed', 'one module changed']]) {
-      console.log(`    ${label} ${ms(a[k]).padStart(9)}  vs ${ms(b[k]).padStart(9)}   moduleTasks / one task = ${(b[k] / a[k]).toFixed(2)}`);
+      if (a[k] !== undefined) console.log(`    ${label} ${ms(a[k]).padStart(9)}  vs ${ms(b[k]).padStart(9)}   moduleTasks / one task = ${(b[k] / a[k]).toFixed(2)}`);
     }
   }
 }
