@@ -1,6 +1,8 @@
 // @osv-build/nx entry point. CommonJS so that every Nx version loads it with require(); the
 // implementation is ESM (as the engine) and loaded on first use.
 'use strict';
+// An Nx outside the supported range fails here, in one line, before anything else loads.
+require('./nx-version.cjs').assertSupportedNx();
 let impl;
 const load = () => (impl ??= import('./dist/plugin.bundle.mjs'));
 

@@ -28,6 +28,12 @@ export interface OsvNxPluginOptions {
   images?: Record<string, ImageOptions>;
   /** osv-build's cache directory (default: $OSVB_CACHE_DIR, else <base>/.osvb/cache). */
   cacheDir?: string;
+  /**
+   * Each module an Nx task of its own (default false): the image target depends on its modules'
+   * build targets (`dependsOn: ['^build']`) and only assembles the image, so Nx caches (and Nx
+   * Agents distribute) module builds one by one. Default: the image task builds its modules itself.
+   */
+  moduleTasks?: boolean;
 }
 
 export interface NormalizedOptions {
@@ -36,9 +42,10 @@ export interface NormalizedOptions {
   buildTargetName: string;
   images: Array<{ name: string; words: string[]; kernel?: string; imageFormat?: 'qcow2' | 'raw' }>;
   cacheDir: string | undefined;
+  moduleTasks: boolean;
 }
 
-const KEYS = ['bases', 'projectPrefix', 'buildTargetName', 'images', 'cacheDir'];
+const KEYS = ['bases', 'projectPrefix', 'buildTargetName', 'images', 'cacheDir', 'moduleTasks'];
 const IMAGE_KEYS = ['words', 'kernel', 'imageFormat'];
 
 function fail(message: string): never {
@@ -77,6 +84,8 @@ export function normalizeOptions(raw: unknown): NormalizedOptions {
       ...(format ? { imageFormat: format } : {}),
     });
   }
+  const moduleTasks = o['moduleTasks'];
+  if (moduleTasks !== undefined && typeof moduleTasks !== 'boolean') fail('"moduleTasks" must be true or false');
   const prefix = o['projectPrefix'];
   if (prefix !== undefined && typeof prefix !== 'string') fail('"projectPrefix" must be a string');
   return {
@@ -85,5 +94,6 @@ export function normalizeOptions(raw: unknown): NormalizedOptions {
     buildTargetName: optionalString(o['buildTargetName'], 'buildTargetName') ?? 'build',
     images,
     cacheDir: optionalString(o['cacheDir'], 'cacheDir'),
+    moduleTasks: moduleTasks ?? false,
   };
 }

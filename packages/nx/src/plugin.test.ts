@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { createRequire } from 'node:module';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { CreateDependenciesContext, CreateNodesContextV2, ProjectConfiguration } from '@nx/devkit';
 import { gitignoreGlobs, moduleOutputs } from './gitignore.js';
@@ -38,7 +39,7 @@ describe('gitignore → output globs', () => {
 
 describe('plugin options', () => {
   it('defaults to one image project named "image"', () => {
-    expect(normalizeOptions(undefined)).toEqual({ bases: undefined, projectPrefix: '', buildTargetName: 'build', images: [{ name: 'image', words: [] }], cacheDir: undefined });
+    expect(normalizeOptions(undefined)).toEqual({ bases: undefined, projectPrefix: '', buildTargetName: 'build', images: [{ name: 'image', words: [] }], cacheDir: undefined, moduleTasks: false });
   });
 
   it('names an unknown or ill-typed option', () => {
@@ -108,5 +109,33 @@ describe('createNodes and createDependencies', () => {
       { source: 'image', target: 'osv-lib', type: 'implicit' },
       { source: 'image', target: 'osv-app', type: 'implicit' },
     ]);
+  });
+  it('moduleTasks: the image build depends on its modules\' build targets and only assembles', async () => {
+    const ws = workspace();
+    const ctx = { workspaceRoot: ws, nxJsonConfiguration: {} } as CreateNodesContextV2;
+    const plain = (await createNodesImpl(['osv/config.json'], {}, ctx))[0]?.[1].projects as Record<string, ProjectConfiguration>;
+    expect(plain['osv']?.targets?.['build']?.dependsOn).toBeUndefined();
+    expect(plain['osv']?.targets?.['build']?.options).not.toHaveProperty('moduleTasks');
+    const split = (await createNodesImpl(['osv/config.json'], { moduleTasks: true, buildTargetName: 'make' }, ctx))[0]?.[1].projects as Record<string, ProjectConfiguration>;
+    expect(split['osv']?.targets?.['make']).toMatchObject({ executor: '@osv-build/nx:image', dependsOn: ['^make'], options: { osvBase: 'osv', moduleTasks: true }, cache: true });
+    // The watch target still builds everything itself.
+    expect(split['osv']?.targets?.['watch']?.dependsOn).toBeUndefined();
+    expect(split['osv/modules/lib']?.targets?.['make']).toMatchObject({ executor: '@osv-build/nx:module', dependsOn: ['^make'] });
+    expect(() => normalizeOptions({ moduleTasks: 'yes' })).toThrow(/"moduleTasks" must be true or false/);
+  });
+});
+
+describe('supported Nx versions', () => {
+  const { unsupportedNx, NX_RANGE } = createRequire(import.meta.url)('../nx-version.cjs') as { unsupportedNx: (v: string) => string | undefined; NX_RANGE: string };
+  it('accepts Nx 21 to 24 and names the range for any other', () => {
+    expect(NX_RANGE).toBe('>=21 <25');
+    for (const v of ['21.0.0', '22.7.12', '23.3.2', '24.0.6', '24.1.0-beta.1']) expect(unsupportedNx(v)).toBeUndefined();
+    expect(unsupportedNx('20.8.4')).toBe('@osv-build/nx works with Nx >=21 <25 (nx and @nx/devkit 21.x to 24.x); this workspace runs Nx 20.8.4: install a supported nx and @nx/devkit');
+    expect(unsupportedNx('25.0.0')).toMatch(/works with Nx >=21 <25.*runs Nx 25\.0\.0/);
+  });
+
+  it('the package.json peer ranges say the same', () => {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { peerDependencies: Record<string, string> };
+    expect(pkg.peerDependencies).toEqual({ nx: NX_RANGE, '@nx/devkit': NX_RANGE });
   });
 });

@@ -184,13 +184,19 @@ function projectsOf(base: string, d: BaseDescription, opts: NormalizedOptions, w
     const kernel = conf?.kernel;
     const diskOptions = { ...(kernel ? { kernel } : {}), ...(conf?.imageFormat ? { imageFormat: conf.imageFormat } : {}) };
     const outputs = imageOutputs(buildPathRel, img.words, workspaceRoot, base, kernel ? { format: conf?.imageFormat ?? 'qcow2' } : undefined);
+    // moduleTasks: Nx runs (or replays) every module's build target first, each its own task
+    // and cache entry; the image task then only assembles (no make runs in it).
     const build: TargetConfiguration = {
       executor: `${PLUGIN_NAME}:image`,
-      options: { osvBase: base, words: img.words, ...diskOptions },
+      options: { osvBase: base, words: img.words, ...diskOptions, ...(opts.moduleTasks ? { moduleTasks: true } : {}) },
+      ...(opts.moduleTasks ? { dependsOn: [`^${opts.buildTargetName}`] } : {}),
       cache: true,
       inputs: ['osvImage', '^osvModule', ...envInputs(), ...kernelInputs(kernel, workspaceRoot)],
       outputs,
-      metadata: { description: `osvb build ${img.words.join(' ') || '(image=default)'} in ${base}`, technologies: ['osv'] },
+      metadata: {
+        description: `osvb build ${img.words.join(' ') || '(image=default)'} in ${base}${opts.moduleTasks ? ', from the modules their own build tasks built' : ''}`,
+        technologies: ['osv'],
+      },
     };
     const watch: TargetConfiguration = {
       executor: `${PLUGIN_NAME}:watch`,

@@ -74,6 +74,12 @@ export interface BuildOptions {
    * or images are written (the Nx plugin's per-module `build` target).
    */
   modulesOnly?: boolean;
+  /**
+   * Modules built by their own task before this build (the Nx plugin's module targets, which Nx
+   * ran or replayed from its cache first): their make never runs here. One that is up to date
+   * or in the local cache is restored as usual; otherwise its directory is taken as it is.
+   */
+  builtElsewhere?: ReadonlySet<string>;
   /** The remote cache (default: from OSVB_REMOTE_CACHE_URL and friends; null: none). */
   remoteCache?: RemoteCacheConfig | null;
   /** A prebuilt kernel (a kernel build's output directory, or a loader.img): usr.img is written with it. */
@@ -420,6 +426,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const byName = new Map(modules.map((m) => [m.name, m]));
   const withMakefile = modules.filter(hasMakefile).map((m) => m.name);
   reporter({ type: 'modules-planned', withMakefile: withMakefile.length });
+  const elsewhere = opts.builtElsewhere ?? new Set<string>();
   const jobs = resolved.words.jobs;
   const concurrency = opts.concurrency ?? (jobs && jobs !== '-' ? Number(jobs) : os.availableParallelism());
   const built: string[] = [];
@@ -470,6 +477,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     // Not for modules last built here under the same key (the graph finds them up to date or
     // in the local cache) — no stat work added to every build that has a remote.
     const want = withMakefile.filter((name) => {
+      if (elsewhere.has(name)) return false;
       const key = keys.get(name) as string;
       return state.get(name)?.key !== key && !cache.hasAction(BUILD_NAMESPACE, key);
     });
@@ -540,6 +548,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         return true;
       };
       if (tryRestore(prefetched.has(key) ? 'remote' : 'local')) return;
+      if (elsewhere.has(name)) {
+        // Its own task built it (here, or on another machine with Nx replaying its outputs):
+        // what is in its directory is its result. Nothing is recorded for it.
+        restored.push(name);
+        upToDate.push(name);
+        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: true, from: 'task' });
+        return;
+      }
       await withLock(
         lockFileFor(cache, m.dir),
         async () => {

@@ -1,4 +1,5 @@
 'use strict';
+require('../../nx-version.cjs').assertSupportedNx();
 // CommonJS shim: Nx loads executors with require(); the implementation is ESM.
 module.exports = async function (options, context) {
   const { default: run } = await import('../../dist/executors/boot.js');

@@ -1,7 +1,7 @@
 /** `@osv-build/nx:image`: everything `osvb build` does, for one image of a base. */
 import * as path from 'node:path';
 import type { ExecutorContext } from '@nx/devkit';
-import { runEngineBuild, type CommonExecutorOptions } from './run.js';
+import { modulesWithTasks, runEngineBuild, type CommonExecutorOptions } from './run.js';
 
 export interface ImageExecutorOptions extends CommonExecutorOptions {
   /** `osvb build` words: image=…, fs=…, export=…, NAME=value, … */
@@ -16,6 +16,11 @@ export interface ImageExecutorOptions extends CommonExecutorOptions {
   kernel?: string;
   /** usr.img as qcow2 (default) or raw (usr.raw). */
   imageFormat?: 'qcow2' | 'raw';
+  /**
+   * The modules' own build targets ran first (the plugin's moduleTasks, with `dependsOn:
+   * ['^build']`): only assemble the image from them; make runs only for modules without a target.
+   */
+  moduleTasks?: boolean;
 }
 
 export default async function imageExecutor(options: ImageExecutorOptions, context: ExecutorContext): Promise<{ success: boolean }> {
@@ -26,5 +31,6 @@ export default async function imageExecutor(options: ImageExecutorOptions, conte
     ...(options.requireImage ? { requireImage: true } : {}),
     ...(options.kernel ? { kernel: path.resolve(context.root, options.kernel) } : {}),
     ...(options.imageFormat ? { imageFormat: options.imageFormat } : {}),
+    ...(options.moduleTasks ? { builtElsewhere: modulesWithTasks(context, options.osvBase) } : {}),
   });
 }

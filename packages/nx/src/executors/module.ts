@@ -1,6 +1,11 @@
-/** `@osv-build/nx:module`: build (or restore from the cache) one module and what it requires. */
+/**
+ * `@osv-build/nx:module`: build (or restore from the cache) one module. The modules it requires
+ * that have build targets of their own ran first as their own Nx tasks (the target's
+ * `dependsOn: ['^build']`), here or on another machine: their make does not run again here.
+ * Required modules without a project (outside the workspace) are built here, as before.
+ */
 import type { ExecutorContext } from '@nx/devkit';
-import { runEngineBuild, type CommonExecutorOptions } from './run.js';
+import { modulesWithTasks, runEngineBuild, type CommonExecutorOptions } from './run.js';
 
 export interface ModuleExecutorOptions extends CommonExecutorOptions {
   /** The module's name, as `require()` and config.json know it. */
@@ -10,5 +15,7 @@ export interface ModuleExecutorOptions extends CommonExecutorOptions {
 }
 
 export default async function moduleExecutor(options: ModuleExecutorOptions, context: ExecutorContext): Promise<{ success: boolean }> {
-  return runEngineBuild(options, context, { words: [`image=${options.module}`, ...(options.words ?? [])], modulesOnly: true });
+  const elsewhere = modulesWithTasks(context, options.osvBase);
+  elsewhere.delete(options.module);
+  return runEngineBuild(options, context, { words: [`image=${options.module}`, ...(options.words ?? [])], modulesOnly: true, builtElsewhere: elsewhere });
 }

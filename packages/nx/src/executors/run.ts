@@ -39,6 +39,24 @@ export async function withStopSignals<T>(fn: (signal: AbortSignal) => Promise<T>
   }
 }
 
+/**
+ * The modules of this base that have a module build target (`@osv-build/nx:module`) in the
+ * workspace: Nx runs those targets as tasks of their own, so with `dependsOn: ['^build']` they
+ * ran (or Nx replayed their outputs) before the task that asks.
+ */
+export function modulesWithTasks(context: ExecutorContext, osvBase: string): Set<string> {
+  const names = new Set<string>();
+  const want = path.resolve(context.root, osvBase);
+  for (const project of Object.values(context.projectsConfigurations?.projects ?? {})) {
+    for (const target of Object.values(project.targets ?? {})) {
+      if (target.executor !== '@osv-build/nx:module') continue;
+      const o = (target.options ?? {}) as { osvBase?: unknown; module?: unknown };
+      if (typeof o.module === 'string' && typeof o.osvBase === 'string' && path.resolve(context.root, o.osvBase) === want) names.add(o.module);
+    }
+  }
+  return names;
+}
+
 export async function runEngineBuild(options: CommonExecutorOptions, context: ExecutorContext, extra: Partial<BuildOptions> & { words: string[] }): Promise<{ success: boolean }> {
   const base = path.resolve(context.root, options.osvBase);
   const verbose = options.verbose ?? context.isVerbose;
