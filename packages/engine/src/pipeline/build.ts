@@ -24,6 +24,7 @@ import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, t
 import { DependencyRecorder } from './noopMemo.js';
 import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
 import { kernelStage } from './kernelStage.js';
+import { earlyCutoff, type MakeEvidence } from './cutoff.js';
 import { unsupportedDiskFs, type DiskFormat } from '../image/disk/index.js';
 import { summarizeOutputs } from './outputSummary.js';
 import { onceReporter, warningMemoFile } from './warningMemo.js';
@@ -427,8 +428,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   /** Of `restored`, the modules whose outputs were in place already. */
   const upToDate: string[] = [];
   const { state, fingerprints, rekeyed } = plan;
-  const record = (name: string, status: ModuleState['status'], outputs: string[], key: string, inputs: ModuleKeyInputs): void => {
+  const record = (name: string, status: ModuleState['status'], outputs: string[], key: string, inputs: ModuleKeyInputs, cut?: { reason: string; evidence: MakeEvidence | undefined }): void => {
     const m = byName.get(name) as EvaluatedModule;
+    const prev = state.get(name);
+    // make's last answer is kept whatever happens next: it is checked against content before use.
+    const makeEvidence = cut ? cut.evidence : prev?.makeEvidence;
+    const cutoff = cut?.reason ?? (status === 'cutoff' ? prev?.cutoff : undefined);
     state.set(name, {
       key,
       inputs,
@@ -437,6 +442,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       at: new Date().toISOString(),
       fingerprint: fingerprints.get(name) ?? null,
       outputSigs: outputSignatures(m.dir, outputs),
+      ...(cutoff ? { cutoff } : {}),
+      ...(makeEvidence ? { makeEvidence } : {}),
     });
   };
 
@@ -540,6 +547,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         return true;
       };
       if (tryRestore(prefetched.has(key) ? 'remote' : 'local')) return;
+      // Early cutoff (cutoff.ts): only what make cannot act on changed, and make says so.
+      const cut = prev?.key ? await earlyCutoff({ name, dir: m.dir, prev, inputs: ki, env: resolved.env, statCache, depDir: (d) => byName.get(d)?.dir, recordOf: (k) => lookupBuild(k, actx), locked: (fn) => withLock(lockFileFor(cache, m.dir), fn, opts.signal), signal: opts.signal }) : undefined;
+      if (cut) {
+        const rec: ModuleBuildRecord = { outputs: cut.outputs, log: null, durationMs: 0 };
+        for (const o of cut.outputs) if ('digest' in o && !cache.hasBlob(o.digest)) cache.putBlobFromFile(o.digest, path.join(m.dir, o.path));
+        cache.putAction(BUILD_NAMESPACE, key, rec);
+        restored.push(name);
+        upToDate.push(name);
+        record(name, 'cutoff', prev?.outputs ?? [], key, ki, cut);
+        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: true, cutoff: cut.reason });
+        publish(key, rec, true);
+        return;
+      }
       await withLock(
         lockFileFor(cache, m.dir),
         async () => {

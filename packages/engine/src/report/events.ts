@@ -8,7 +8,7 @@ export type BuildEvent =
   | { type: 'modules-planned'; withMakefile: number }
   | { type: 'module-start'; name: string }
   | { type: 'module-built'; name: string; durationMs: number }
-  | { type: 'module-restored'; name: string; durationMs: number; /** Nothing to do: outputs were already in place. */ upToDate: boolean; /** Set when the result came from the remote cache. */ from?: 'remote' }
+  | { type: 'module-restored'; name: string; durationMs: number; /** Nothing to do: outputs were already in place. */ upToDate: boolean; /** Set when the result came from the remote cache. */ from?: 'remote'; /** Set when make was not run by early cutoff: why. */ cutoff?: string }
   | { type: 'module-failed'; name: string; error: OsvbError }
   | { type: 'module-skipped'; name: string; reason: string }
   | { type: 'make-output'; name: string; line: string }

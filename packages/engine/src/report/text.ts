@@ -171,7 +171,9 @@ export function textReporter(opts: TextReporterOptions): Reporter {
       // Each line first, then the status line is redrawn under it.
       case 'module-restored':
         // Modules whose outputs were already in place are only counted in the summary.
-        if (opts.verbose || !e.upToDate) progress(`restored ${e.name}${e.from === 'remote' ? ' from the remote cache' : ''} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
+        if (e.cutoff) {
+          if (opts.verbose) progress(`${e.name}: skipped by early cutoff (${secs(e.durationMs)}): ${e.cutoff}`);
+        } else if (opts.verbose || !e.upToDate) progress(`restored ${e.name}${e.from === 'remote' ? ' from the remote cache' : ''} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
         moduleEnded(e.name);
         break;
       case 'module-built':
