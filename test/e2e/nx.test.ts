@@ -37,9 +37,11 @@ function run(args: string[], env: Record<string, string | undefined> = {}): NxRu
   return runNx(ws, args, { PATH: `${wrapperPath}:${process.env['PATH'] ?? ''}`, ...env });
 }
 
+/** `make module` runs since the n-th logged make (make's up-to-date question, make -pq, is not one). */
 function makesSince(n: number): string[] {
   return readMakeLog(makeLog)
     .slice(n)
+    .filter((c) => !c.args.startsWith('-pq'))
     .map((c) => path.relative(base, c.cwd));
 }
 
@@ -147,7 +149,9 @@ describe('@osv-build/nx in a real Nx workspace', () => {
     const before = readMakeLog(makeLog).length;
     const built = run(['affected', '-t', 'build', `--base=${rev}`]);
     expect(built.status, built.output).toBe(0);
-    expect(makesSince(before).sort()).toEqual(['apps/hello', 'modules/libgreet']);
+    // A comment in greet.c: libgreet.so comes out byte-identical, so hello (which links it) is
+    // skipped by early cutoff: make -q, with the unchanged library treated as old, has nothing to do.
+    expect(makesSince(before).sort()).toEqual(['modules/libgreet']);
   });
 
   it('nx run image:watch (continuous) rebuilds after an edit and stops on Ctrl-C', async () => {
