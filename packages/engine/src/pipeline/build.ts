@@ -24,7 +24,7 @@ import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, t
 import { DependencyRecorder } from './noopMemo.js';
 import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
 import { kernelStage } from './kernelStage.js';
-import { earlyCutoff, type MakeEvidence } from './cutoff.js';
+import { earlyCutoff, type MakeEvidence, type SameOutputs } from './cutoff.js';
 import { unsupportedDiskFs, type DiskFormat } from '../image/disk/index.js';
 import { summarizeOutputs } from './outputSummary.js';
 import { onceReporter, warningMemoFile } from './warningMemo.js';
@@ -370,12 +370,19 @@ export async function planBuild(opts: BuildOptions, remote?: RemoteCache): Promi
       prev.inputs.record === record &&
       prev.inputs.dir === ph(m.dir) &&
       canonicalSame(prev.inputs.vars, vars) &&
-      canonicalSame(prev.inputs.deps, deps) &&
       fingerprintHolds(m.dir, prev.fingerprint)
     ) {
-      keys.set(name, prev.key as Digest);
-      keyInputs.set(name, prev.inputs);
       fingerprints.set(name, prev.fingerprint);
+      if (canonicalSame(prev.inputs.deps, deps)) {
+        keys.set(name, prev.key as Digest);
+        keyInputs.set(name, prev.inputs);
+      } else {
+        // Only required modules' keys changed: its own files are as fingerprinted, not listed again.
+        const inputs = { ...prev.inputs, deps };
+        keyInputs.set(name, inputs);
+        keys.set(name, moduleKey(inputs));
+        rekeyed.add(name);
+      }
       continue;
     }
     const { inputs, fingerprint } = moduleKeyInputs(m, keyCtx, vars, new Set(prev?.outputs ?? []), deps, record);
@@ -447,6 +454,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
   };
 
+  const cutoffMemo = new Map<string, SameOutputs>();
   const fromRemote: string[] = [];
   /** Keys whose record and blobs came from the remote in this build. */
   const prefetched = new Set<string>();
@@ -548,7 +556,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       };
       if (tryRestore(prefetched.has(key) ? 'remote' : 'local')) return;
       // Early cutoff (cutoff.ts): only what make cannot act on changed, and make says so.
-      const cut = prev?.key ? await earlyCutoff({ name, dir: m.dir, prev, inputs: ki, env: resolved.env, statCache, depDir: (d) => byName.get(d)?.dir, recordOf: (k) => lookupBuild(k, actx), locked: (fn) => withLock(lockFileFor(cache, m.dir), fn, opts.signal), signal: opts.signal }) : undefined;
+      const cut = prev?.key ? await earlyCutoff({ name, dir: m.dir, prev, inputs: ki, env: resolved.env, statCache, depDir: (d) => byName.get(d)?.dir, recordOf: (k) => lookupBuild(k, actx), memo: cutoffMemo, locked: (fn) => withLock(lockFileFor(cache, m.dir), fn, opts.signal), signal: opts.signal }) : undefined;
       if (cut) {
         const rec: ModuleBuildRecord = { outputs: cut.outputs, log: null, durationMs: 0 };
         for (const o of cut.outputs) if ('digest' in o && !cache.hasBlob(o.digest)) cache.putBlobFromFile(o.digest, path.join(m.dir, o.path));

@@ -53,7 +53,7 @@ export type Eligibility = { ok: true; changes: string[]; changedDeps: string[] }
 export function cutoffEligibility(prev: ModuleKeyInputs, cur: ModuleKeyInputs): Eligibility {
   if (prev.engine !== cur.engine) return { ok: false, why: 'osv-build changed' };
   if (prev.dir !== cur.dir || prev.absolute !== cur.absolute) return { ok: false, why: 'its directory changed' };
-  if (digestValue(prev.vars) !== digestValue(cur.vars)) return { ok: false, why: 'a make variable changed' };
+  if (!sameVars(prev.vars, cur.vars)) return { ok: false, why: 'a make variable changed' };
   const changes: string[] = [];
   for (const f of new Set([...Object.keys(prev.files), ...Object.keys(cur.files)])) {
     if (prev.files[f] === cur.files[f]) continue;
@@ -67,6 +67,21 @@ export function cutoffEligibility(prev: ModuleKeyInputs, cur: ModuleKeyInputs): 
   if (prev.record !== cur.record && !changes.some((c) => c.startsWith('module.py'))) changes.push('its module.py record changed');
   if (changes.length === 0) return { ok: false, why: 'nothing changed' };
   return { ok: true, changes, changedDeps };
+}
+
+function sameVars(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (a[k] !== b[k]) return false;
+  return true;
+}
+
+/** The digest of a variables record, once per record object (one object serves every module of a build). */
+const varsDigests = new WeakMap<object, string>();
+function varsDigest(vars: Record<string, string>): string {
+  let d = varsDigests.get(vars);
+  if (d === undefined) varsDigests.set(vars, (d = digestValue(vars)));
+  return d;
 }
 
 const IMPURE: Array<[RegExp, string]> = [
@@ -102,7 +117,10 @@ export function parseMakeDatabase(db: string): { makefiles: string[]; files: str
   const makefiles = list.replace(/^MAKEFILE_LIST :?= /, '').split(/\s+/).filter(Boolean);
   const start = lines.indexOf('# Files');
   if (start < 0) return undefined;
-  const files = new Set<string>();
+  const targets = new Set<string>();
+  const prerequisites = new Set<string>();
+  /** Entries make only knows from its command line (`-o FILE`) or as a bare name: not targets, nothing needs them. */
+  const loose = new Set<string>();
   let ended = false;
   for (let i = start + 1; i < lines.length; i++) {
     const l = lines[i] as string;
@@ -115,16 +133,20 @@ export function parseMakeDatabase(db: string): { makefiles: string[]; files: str
     if (colon <= 0) return undefined;
     const name = l.slice(0, colon);
     if (!SAFE_NAME.test(name)) return undefined;
-    files.add(name);
+    if (lines[i - 1] === '# Not a target:') loose.add(name);
+    else targets.add(name);
     const rest = l.slice(colon + 1).replace(/^:/, '');
     // A target-specific variable (`lib.so: CFLAGS = -O2`), not prerequisites.
     if (/^\s*[A-Za-z_][A-Za-z0-9_.-]*\s*(\+|\?|:|::|!)?=/.test(rest)) continue;
     for (const t of rest.split(/\s+/)) {
       if (!t || t === '|') continue;
       if (!SAFE_NAME.test(t)) return undefined;
-      files.add(t);
+      prerequisites.add(t);
     }
   }
+  // A file no rule needs cannot change make's answer for `module` (the -o files land here).
+  const files = new Set([...targets, ...prerequisites]);
+  for (const n of loose) if (prerequisites.has(n)) files.add(n);
   if (!ended || makefiles.length === 0 || !makefiles.every((m) => SAFE_NAME.test(m))) return undefined;
   return { makefiles, files: [...files] };
 }
@@ -187,12 +209,12 @@ export function takeEvidence(dir: string, db: string, vars: Record<string, strin
   const files: Array<[string, string]> = paths.map((p): [string, string] => [p, contentSig(p, statCache)]).filter(([, s]) => s !== '-');
   if (files.some(([, s]) => s === '?')) return { unusable: 'a file make considered could not be read' };
   const dirs: Array<[string, string]> = [...new Set(paths.map((p) => path.dirname(p)))].sort().map((d) => [d, listingDigest(d)]);
-  return { at: new Date().toISOString(), vars: digestValue(vars), files, dirs };
+  return { at: new Date().toISOString(), vars: varsDigest(vars), files, dirs };
 }
 
 /** Undefined while the evidence holds; else the first thing that changed. */
 export function evidenceChange(ev: MakeEvidence, vars: Record<string, string>, statCache: StatCache): string | undefined {
-  if (ev.vars !== digestValue(vars)) return 'a make variable changed';
+  if (ev.vars !== varsDigest(vars)) return 'a make variable changed';
   for (const [p, sig] of ev.files) if (contentSig(p, statCache) !== sig) return `${p} changed`;
   for (const [d, sig] of ev.dirs) if (listingDigest(d) !== sig) return `the entries of ${d} changed`;
   return undefined;
@@ -223,9 +245,30 @@ export interface CutoffRequest {
   depDir: (name: string) => string | undefined;
   /** The build record stored under a key (the required module's result this module was built with). */
   recordOf: (key: string) => ModuleBuildRecord | undefined;
+  /** Shared by the modules of one build: a required module's outputs compared once. */
+  memo: Map<string, SameOutputs>;
   /** Runs `fn` holding the module directory's lock (make -q reads the directory). */
   locked: <T>(fn: () => Promise<T>) => Promise<T>;
   signal?: AbortSignal | undefined;
+}
+
+/** A required module's outputs now, against its record under the key a dependent was built with. */
+export interface SameOutputs {
+  /** Every output is byte-identical (and there is at least one). */
+  all: boolean;
+  /** Absolute paths of the byte-identical regular files. */
+  files: string[];
+}
+
+function compareOutputs(ddir: string, before: ModuleBuildRecord | undefined, statCache: StatCache): SameOutputs {
+  if (!before) return { all: false, files: [] };
+  const now = currentOutputs(ddir, before.outputs.map((o) => o.path), statCache);
+  if (!now) return { all: false, files: [] };
+  const same = before.outputs.filter((o, i) => canonicalOutput(o) === canonicalOutput(now[i] as OutputEntry));
+  return {
+    all: same.length === before.outputs.length && same.length > 0,
+    files: same.flatMap((o) => ('link' in o ? [] : [path.join(path.resolve(ddir), o.path)])),
+  };
 }
 
 export interface CutoffResult {
@@ -257,17 +300,13 @@ export async function earlyCutoff(req: CutoffRequest): Promise<CutoffResult | un
   const sameOutputs: string[] = [];
   for (const d of el.changedDeps) {
     const ddir = req.depDir(d);
-    const before = req.prev.inputs.deps[d] ? req.recordOf(req.prev.inputs.deps[d] as string) : undefined;
-    if (!ddir || !before) continue;
-    const now = currentOutputs(ddir, before.outputs.map((o) => o.path), req.statCache);
-    if (!now) continue;
-    const same = before.outputs.filter((o, i) => canonicalOutput(o) === canonicalOutput(now[i] as OutputEntry));
-    if (same.length === before.outputs.length && same.length > 0) sameOutputs.push(d);
-    for (const o of same) {
-      if ('link' in o) continue;
-      const abs = path.join(path.resolve(ddir), o.path);
-      assumeOld.push(abs, path.relative(root, abs));
-    }
+    const prevKey = req.prev.inputs.deps[d];
+    if (!ddir || !prevKey) continue;
+    const memoKey = `${d}\0${prevKey}`;
+    let same = req.memo.get(memoKey);
+    if (!same) req.memo.set(memoKey, (same = compareOutputs(ddir, req.recordOf(prevKey), req.statCache)));
+    if (same.all) sameOutputs.push(d);
+    for (const abs of same.files) assumeOld.push(abs, path.relative(root, abs));
   }
   const what = `only ${el.changes.join(', ')}${sameOutputs.length ? ` (the outputs of ${sameOutputs.join(', ')} are byte-identical to those it was built with)` : ''}`;
   const ev = req.prev.makeEvidence;
