@@ -21,7 +21,9 @@
  *    answer still holds and no process is started. A file that kept its content but not its
  *    mtime counts as unchanged, exactly as `-o` makes make treat it.
  *
- * A Makefile that is not pure is never asked (asking would run its `$(shell …)`): it is built.
+ * A Makefile that is not pure is never asked (asking would run its `$(shell …)`): it is built;
+ * so is one whose included makefiles turn out not to be pure, and one with a rule for a file
+ * that was passed as `-o` (-o also means "do not remake it").
  * A make that reads a file it does not name (a header found through -I) is trusted as far as
  * make itself trusts it: when make would remake nothing, `make module` leaves every byte as it
  * is, and so does the cutoff.
@@ -110,7 +112,7 @@ const SAFE_NAME = /^[A-Za-z0-9_.\/+,@=~-]+$/;
  * "# Files" section. Undefined when anything there cannot be read with certainty (a name with
  * spaces, escapes, archive members, …): then no evidence is kept.
  */
-export function parseMakeDatabase(db: string): { makefiles: string[]; files: string[] } | undefined {
+export function parseMakeDatabase(db: string): { makefiles: string[]; files: string[]; targets: string[] } | undefined {
   const lines = db.split('\n');
   const list = lines.find((l) => /^MAKEFILE_LIST :?= /.test(l));
   if (list === undefined) return undefined;
@@ -148,7 +150,7 @@ export function parseMakeDatabase(db: string): { makefiles: string[]; files: str
   const files = new Set([...targets, ...prerequisites]);
   for (const n of loose) if (prerequisites.has(n)) files.add(n);
   if (!ended || makefiles.length === 0 || !makefiles.every((m) => SAFE_NAME.test(m))) return undefined;
-  return { makefiles, files: [...files] };
+  return { makefiles, files: [...files], targets: [...targets] };
 }
 
 /** What make sees of a path: missing, a link (and what it leads to), a directory's entries, a file's content. */
@@ -190,7 +192,7 @@ function listingDigest(dir: string): string {
 }
 
 /** Evidence from a `make -pq` answer of 0, or why none can be kept. */
-export function takeEvidence(dir: string, db: string, vars: Record<string, string>, statCache: StatCache): MakeEvidence | { unusable: string } {
+export function takeEvidence(dir: string, db: string, vars: Record<string, string>, statCache: StatCache): MakeEvidence | { unusable: string; impure?: true } {
   const parsed = parseMakeDatabase(db);
   if (!parsed) return { unusable: 'make\'s data base could not be read with certainty' };
   const root = path.resolve(dir);
@@ -202,7 +204,7 @@ export function takeEvidence(dir: string, db: string, vars: Record<string, strin
       return { unusable: `makefile ${mf} could not be read` };
     }
     const why = makefileImpurity(text);
-    if (why) return { unusable: `makefile ${mf} ${why}` };
+    if (why) return { unusable: `makefile ${mf} ${why}`, impure: true };
   }
   const paths = [...new Set([...parsed.makefiles, ...parsed.files].map((f) => path.resolve(root, f)))].sort();
   // A missing file is not listed: its directory's listing shows when it appears.
@@ -320,7 +322,14 @@ export async function earlyCutoff(req: CutoffRequest): Promise<CutoffResult | un
   }
   const answer = await req.locked(() => questionMake({ moduleName: req.name, dir: root, env: req.env, assumeOld, ...(req.signal ? { signal: req.signal } : {}) }));
   if (answer.code !== 0) return undefined;
+  if (assumeOld.length) {
+    // -o also means "do not remake": an answer about a file this Makefile has a rule for is not taken.
+    const targets = parseMakeDatabase(answer.database)?.targets.map((t) => path.resolve(root, t));
+    if (!targets || assumeOld.some((f) => targets.includes(path.resolve(root, f)))) return undefined;
+  }
   const evidence = takeEvidence(root, answer.database, vars, req.statCache);
+  // An included makefile that is not pure: its parse may differ next time; make module runs.
+  if ('impure' in evidence) return undefined;
   return {
     reason: `${what}; make would remake nothing: make -q answered "up to date"${assumeOld.length ? ' with the unchanged files treated as old (-o)' : ''}`,
     evidence: 'unusable' in evidence ? undefined : evidence,
