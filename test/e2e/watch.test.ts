@@ -176,11 +176,16 @@ describe('osvb watch', () => {
     });
     const w = start(base, ['fs=rofs']);
     expect((await w.build(0)).built?.sort()).toEqual(['lib', 'user']);
+    // While idle, watch asks make ahead of time (make -pq) for lib and user.
+    await w.waitFor('make asked ahead of time', (x) => x.events.some((e) => e.type === 'log' && String(e['text']).startsWith('early cutoff: make asked about 2 modules ahead of time')));
     fs.appendFileSync(path.join(base, 'modules/lib/usr.manifest'), '/lib-source.c: ${MODULE_DIR}/lib.c\n');
     const edited = await w.build(1);
     expect(edited.ok).toBe(true);
     expect(edited.built).toEqual([]);
-    expect(w.events.filter((e) => e.type === 'module-restored' && typeof e['cutoff'] === 'string').map((e) => e['name']).sort()).toEqual(['lib', 'user']);
+    const cut = w.events.filter((e) => e.type === 'module-restored' && typeof e['cutoff'] === 'string');
+    expect(cut.map((e) => e['name']).sort()).toEqual(['lib', 'user']);
+    // Both answered from the kept answers: no make process at all.
+    for (const e of cut) expect(e['cutoff']).toContain('still holds');
     expect(usrManifest(base)).toContain(`/lib-source.c: ${base}/modules/lib/lib.c`);
     const cat = await osvb(['rofs', 'cat', path.join(base, 'build/release/rofs.img'), '/lib-source.c']);
     expect(cat.stdout).toBe('int lib_answer(void) { return 42; }\n');

@@ -34,6 +34,7 @@ import { questionMake } from '../build/index.js';
 import { digestString, digestValue, type StatCache } from '../hash/index.js';
 import type { ModuleKeyInputs } from './moduleKeys.js';
 import type { ModuleBuildRecord, OutputEntry } from './moduleAction.js';
+import { BuildState } from './state.js';
 
 /** Files of a module directory that only osv-build reads, unless its makefiles name them. */
 export const OSVB_ONLY_FILES: ReadonlySet<string> = new Set(['usr.manifest', 'bootfs.manifest', 'module.py']);
@@ -340,4 +341,66 @@ export async function earlyCutoff(req: CutoffRequest): Promise<CutoffResult | un
 
 function canonicalOutput(o: OutputEntry): string {
   return 'link' in o ? `l:${o.link}` : `f:${o.digest}:${o.mode & 0o777}`;
+}
+
+export interface WarmRequest {
+  /** The build whose modules to ask about (its keys are what the state must still hold). */
+  modules: ReadonlyArray<{ name: string; dir: string }>;
+  keys: ReadonlyMap<string, string>;
+  keyInputs: ReadonlyMap<string, ModuleKeyInputs>;
+  cacheDir: string;
+  osvBase: string;
+  env: Record<string, string>;
+  statCache: StatCache;
+  /** Lock of a module directory, as builds take it. */
+  locked: <T>(dir: string, fn: () => Promise<T>) => Promise<T>;
+  signal: AbortSignal;
+}
+
+/**
+ * Ask make ahead of time (`osvb watch`, while nothing else runs): for each module with a pure
+ * Makefile, up to date with the last build and without evidence that still holds, run
+ * `make -pq module` once and keep its answer as evidence, so that the first edit that could be
+ * cut off needs no process. One make at a time; stops as soon as `signal` aborts. Entries are
+ * written only where the state still has the key seen (another build may have changed it).
+ * Returns how many modules were asked.
+ */
+export async function warmCutoffEvidence(req: WarmRequest): Promise<number> {
+  const state = new BuildState(req.cacheDir, req.osvBase);
+  const found = new Map<string, { key: string; evidence: MakeEvidence }>();
+  let asked = 0;
+  for (const m of req.modules) {
+    if (req.signal.aborted) break;
+    const key = req.keys.get(m.name);
+    const inputs = req.keyInputs.get(m.name);
+    const st = state.get(m.name);
+    if (!key || !inputs || !st || st.key !== key) continue;
+    if (st.makeEvidence && evidenceChange(st.makeEvidence, inputs.vars, req.statCache) === undefined) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(m.dir, 'Makefile'), 'utf8');
+    } catch {
+      continue;
+    }
+    if (makefileImpurity(text)) continue;
+    let answer: Awaited<ReturnType<typeof questionMake>>;
+    try {
+      answer = await req.locked(m.dir, () => questionMake({ moduleName: m.name, dir: path.resolve(m.dir), env: req.env, assumeOld: [], signal: req.signal }));
+    } catch {
+      break; // stopped (a change arrived) or the lock was not had
+    }
+    asked++;
+    if (answer.code !== 0) continue;
+    const ev = takeEvidence(m.dir, answer.database, inputs.vars, req.statCache);
+    if (!('unusable' in ev)) found.set(m.name, { key, evidence: ev });
+  }
+  if (found.size > 0) {
+    const fresh = new BuildState(req.cacheDir, req.osvBase);
+    for (const [name, f] of found) {
+      const cur = fresh.get(name);
+      if (cur && cur.key === f.key) fresh.set(name, { ...cur, makeEvidence: f.evidence });
+    }
+    fresh.save();
+  }
+  return asked;
 }
