@@ -171,7 +171,16 @@ export async function watchBuild(opts: WatchOptions): Promise<void> {
   let lastResult: BuildResult | undefined;
   /** make asked ahead of time for early cutoff (cutoff.ts), while nothing else runs. */
   let warming: { controller: AbortController; done: Promise<void> } | undefined;
+  /** Idle time before make is asked (a quick series of edits, and the watcher's own set-up, go first). */
+  let warmTimer: NodeJS.Timeout | undefined;
   const startWarming = (): void => {
+    if (warmTimer) clearTimeout(warmTimer);
+    warmTimer = setTimeout(() => {
+      warmTimer = undefined;
+      if (!building && pending.size === 0) warmNow();
+    }, 1000);
+  };
+  const warmNow = (): void => {
     const result = lastResult;
     if (!result || warming || opts.signal.aborted || process.env['OSVB_WATCH_WARM'] === '0') return;
     const controller = new AbortController();
@@ -199,6 +208,8 @@ export async function watchBuild(opts: WatchOptions): Promise<void> {
     });
   };
   const stopWarming = async (): Promise<void> => {
+    if (warmTimer) clearTimeout(warmTimer);
+    warmTimer = undefined;
     const w = warming;
     if (!w) return;
     w.controller.abort();
@@ -284,6 +295,8 @@ export async function watchBuild(opts: WatchOptions): Promise<void> {
   const onChange = (p: string): void => {
     if (opts.signal.aborted || set.ignored(p)) return;
     pending.add(p);
+    if (warmTimer) clearTimeout(warmTimer);
+    warmTimer = undefined;
     warming?.controller.abort();
     // While a build runs, changes wait for it: one follow-up build takes them all.
     if (!building) schedule();
