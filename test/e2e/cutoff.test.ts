@@ -101,6 +101,8 @@ describe('early cutoff', () => {
 
   it('the same edit again: make is not even asked (its kept answer still holds)', async () => {
     edit('modules/lib/usr.manifest', '/lib-copy2.c: ${MODULE_DIR}/lib.c\n');
+    // Said before the build, without running make.
+    expect(await explain('blind')).toContain("make will not run: it will be skipped by early cutoff: only required module lib changed, and make's up-to-date answer");
     const r = await build();
     expect(r.built).toEqual([]);
     expect(r.asked).toEqual([]);

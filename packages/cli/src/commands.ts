@@ -35,8 +35,8 @@ export async function runExplain(argv: string[]): Promise<number> {
   const out: string[] = [];
   if (ex.verdict === 'nothing') out.push(`${name}: has no Makefile; nothing to build (its key still feeds the modules that require it)`);
   else if (ex.verdict === 'restore') out.push(`${name}: will be restored from the cache (key ${ex.key}); make will not run`);
-  else out.push(`${name}: will be rebuilt (key ${ex.key} is not in the cache)`);
-  if (ex.cutoff) out.push(ex.cutoff);
+  else if (ex.cutoff?.startsWith('will be skipped')) out.push(`${name}: key ${ex.key} is not in the cache, but make will not run: it ${ex.cutoff}`);
+  else out.push(`${name}: will be rebuilt (key ${ex.key} is not in the cache)${ex.cutoff ? `\n${ex.cutoff}` : ''}`);
   if (ex.last?.status === 'cutoff') {
     out.push(`last build: skipped by early cutoff at ${ex.last.at} (key ${ex.last.key}); make module did not run`);
     if (ex.last.cutoff) out.push(`  why: ${ex.last.cutoff}`);
