@@ -54,9 +54,11 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
     return runNx(ws, args, { PATH: `${wrapperPath}:${process.env['PATH'] ?? ''}`, ...env });
   }
 
+  /** `make module` runs since the n-th logged make (make's up-to-date question, make -pq, is not one). */
   function makesSince(n: number): string[] {
     return readMakeLog(makeLog)
       .slice(n)
+      .filter((c) => !c.args.startsWith('-pq'))
       .map((c) => path.relative(base, c.cwd));
   }
 
@@ -128,7 +130,7 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
       expect(second.status, second.output).toBe(0);
       expect(second.output).toMatch(/read the output from the cache/);
       expect(second.output).toMatch(/\[local cache\]|existing outputs match the cache/);
-      expect(readMakeLog(makeLog).length).toBe(before + 2);
+      expect(makesSince(before).length).toBe(2);
       expect(fs.readFileSync(path.join(base, 'build/release/usr.manifest'), 'utf8')).toBe(usr);
     }, SLOW);
 
@@ -166,7 +168,9 @@ export function nxSuite(versions: NxVersions, options: { boot: boolean }): void 
       const before = readMakeLog(makeLog).length;
       const built = run(['affected', '-t', 'build', `--base=${rev}`]);
       expect(built.status, built.output).toBe(0);
-      expect(makesSince(before).sort()).toEqual(['apps/hello', 'modules/libgreet']);
+      // A comment in greet.c: libgreet.so comes out byte-identical, so hello (which links it) is
+      // skipped by early cutoff: make -q, with the unchanged library treated as old, has nothing to do.
+      expect(makesSince(before).sort()).toEqual(['modules/libgreet']);
     }, SLOW);
 
     it('nx run image:watch (continuous) rebuilds after an edit and stops on Ctrl-C', async () => {

@@ -164,6 +164,39 @@ describe('osvb watch', () => {
     expect(w.events.at(-1)?.type).toBe('watch-stopped');
   });
 
+  it('a usr.manifest line appended in a Makefile module with dependents: no make anywhere, manifest and rofs.img updated; a C edit there makes that module only', async () => {
+    const base = tree();
+    writeTree(base, {
+      'images/default.py': API + "api.require('app')\napi.require('user')\n",
+      'modules/user/module.py': API + "api.require('lib')\n",
+      'modules/user/user.c': 'int user(void) { return 1; }\n',
+      'modules/user/Makefile': 'module: user.so\nuser.so: user.c\n\tgcc -shared -fPIC -o $@ user.c\n',
+      'modules/user/.gitignore': '*.so\n',
+      'modules/user/usr.manifest': '/user.so: ${MODULE_DIR}/user.so\n',
+    });
+    const w = start(base, ['fs=rofs']);
+    expect((await w.build(0)).built?.sort()).toEqual(['lib', 'user']);
+    // While idle, watch asks make ahead of time (make -pq) for lib and user.
+    await w.waitFor('make asked ahead of time', (x) => x.events.some((e) => e.type === 'log' && String(e['text']).startsWith('early cutoff: make asked about 2 modules ahead of time')));
+    fs.appendFileSync(path.join(base, 'modules/lib/usr.manifest'), '/lib-source.c: ${MODULE_DIR}/lib.c\n');
+    const edited = await w.build(1);
+    expect(edited.ok).toBe(true);
+    expect(edited.built).toEqual([]);
+    const cut = w.events.filter((e) => e.type === 'module-restored' && typeof e['cutoff'] === 'string');
+    expect(cut.map((e) => e['name']).sort()).toEqual(['lib', 'user']);
+    // Both answered from the kept answers: no make process at all.
+    for (const e of cut) expect(e['cutoff']).toContain('still holds');
+    expect(usrManifest(base)).toContain(`/lib-source.c: ${base}/modules/lib/lib.c`);
+    const cat = await osvb(['rofs', 'cat', path.join(base, 'build/release/rofs.img'), '/lib-source.c']);
+    expect(cat.stdout).toBe('int lib_answer(void) { return 42; }\n');
+    fs.writeFileSync(path.join(base, 'modules/lib/lib.c'), 'int lib_answer(void) { return 45; }\n');
+    const cEdit = await w.build(2);
+    expect(cEdit.built).toEqual(['lib']);
+    const again = await osvb(['rofs', 'cat', path.join(base, 'build/release/rofs.img'), '/lib-source.c']);
+    expect(again.stdout).toBe('int lib_answer(void) { return 45; }\n');
+    expect(await w.stop()).toBe(0);
+  });
+
   it('changes made during a build are taken by exactly one follow-up build', async () => {
     const base = tree();
     const w = start(base);

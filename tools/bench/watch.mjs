@@ -2,7 +2,7 @@
 // Watch-mode latency: edit → updated image, with `osvb watch --json fs=rofs` running on a
 // generated base (tools/gen-tree).
 //
-//   node tools/bench/watch.mjs [--modules 100] [--edits 10] [--work DIR] [--keep] [--json]
+//   node tools/bench/watch.mjs [--modules 100] [--edits 10] [--pause-ms 3000] [--work DIR] [--keep] [--json]
 //
 // - manifest-only edit: a data file of a module without a Makefile (`webdata`, added to the
 //   generated tree and to its image: 20 files pulled in by `/webdata/**`) gets new content, so
@@ -12,6 +12,13 @@
 // - C source edit: the .c file of the last module (which no module requires, so exactly one
 //   make runs); latency as above, and make's own wall time measured by a logging wrapper on
 //   PATH; reported: latency − make time.
+// - usr.manifest line appended in a Makefile module with dependents (the generated module that
+//   the most modules require, directly or not): latency as above; makes counted by kind
+//   (`make module` vs make's up-to-date question `make -q`) and by module.
+// - C source edit in that module: its make runs; latency − make time reported, and how many
+//   other modules ran `make module`.
+// Before these two rows the bench pauses --pause-ms (a user between two edits): osvb watch uses
+// idle time to ask make ahead of time for early cutoff. The first manifest edit is reported apart.
 // Medians of --edits edits each. Needs `npm run build`.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,7 +28,7 @@ import { generateTree } from '../gen-tree/gen-tree.mjs';
 import { OSVB, REPO, benchOptions, log, median } from './common.mjs';
 
 
-const opts = benchOptions('usage: node tools/bench/watch.mjs [--modules 100] [--edits 10] [--work DIR] [--keep] [--json]', { modules: 100, edits: 10, work: undefined, keep: false, json: false });
+const opts = benchOptions('usage: node tools/bench/watch.mjs [--modules 100] [--edits 10] [--pause-ms 3000] [--work DIR] [--keep] [--json]', { modules: 100, edits: 10, 'pause-ms': 3000, work: undefined, keep: false, json: false });
 if (!(opts.modules >= 2) || !(opts.edits >= 1)) throw new Error('--modules must be ≥ 2 and --edits ≥ 1');
 if (!fs.existsSync(path.join(REPO, 'packages/cli/dist/osvb.mjs'))) {
   console.error('run `npm run build` first');
@@ -41,6 +48,20 @@ for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(web, 'www', `page${i}.ht
 for (const image of ['all.py', 'default.py']) fs.appendFileSync(path.join(base, 'images', image), "api.require('webdata')\n");
 const dataFile = path.join(web, 'www', 'page7.html');
 const cFile = path.resolve(base, last.cFile);
+// The Makefile module with the most (transitive) dependents.
+const dependentsOf = new Map(info.modules.map((m) => [m.name, new Set()]));
+for (const m of info.modules) for (const r of m.requires) dependentsOf.get(r).add(m.name);
+const closure = (name) => {
+  const seen = new Set();
+  const stack = [name];
+  while (stack.length) for (const d of dependentsOf.get(stack.pop()) ?? []) if (!seen.has(d)) (seen.add(d), stack.push(d));
+  return seen;
+};
+const hub = [...info.modules].sort((a, b) => closure(b.name).size - closure(a.name).size)[0];
+const hubDir = path.resolve(base, hub.dir);
+const hubManifest = path.join(hubDir, 'usr.manifest');
+const hubC = path.resolve(base, hub.cFile);
+const hubDependents = closure(hub.name).size;
 
 // A make that logs its own wall time.
 const makeLog = path.join(work, 'make-times.log');
@@ -49,7 +70,7 @@ fs.mkdirSync(bin, { recursive: true });
 const realMake = (process.env.PATH ?? '').split(':').map((d) => path.join(d, 'make')).find((p) => fs.existsSync(p));
 fs.writeFileSync(
   path.join(bin, 'make'),
-  `#!/bin/sh\nstart=$(date +%s%N)\n'${realMake}' "$@"\nrc=$?\nend=$(date +%s%N)\necho $(( (end - start) / 1000 )) >> '${makeLog}'\nexit $rc\n`,
+  `#!/bin/sh\nstart=$(date +%s%N)\n'${realMake}' "$@"\nrc=$?\nend=$(date +%s%N)\necho "$(( (end - start) / 1000 )) $(basename "$PWD") $*" >> '${makeLog}'\nexit $rc\n`,
   { mode: 0o755 },
 );
 
@@ -107,15 +128,30 @@ let index = 0;
 
 async function edit(file, content) {
   index++;
-  const makesBefore = fs.existsSync(makeLog) ? fs.readFileSync(makeLog, 'utf8').split('\n').filter(Boolean).length : 0;
   await sleep(150); // let the file system settle between edits
+  // Counted from here: makes that ran while idle (watch asking make ahead of time) are not this edit's.
+  const makesBefore = fs.existsSync(makeLog) ? fs.readFileSync(makeLog, 'utf8').split('\n').filter(Boolean).length : 0;
   const t0 = performance.now();
   fs.writeFileSync(file, content);
   const e = await buildEvent(index);
   await watchingAfter(index);
   if (!e.ok) throw new Error(`build ${index} failed: ${JSON.stringify(e.error)}`);
-  const makes = fs.existsSync(makeLog) ? fs.readFileSync(makeLog, 'utf8').split('\n').filter(Boolean).slice(makesBefore).map(Number) : [];
-  return { latency: e.at - t0, makeMs: makes.reduce((a, b) => a + b, 0) / 1000, makes: makes.length, built: e.built, rofs: e.images?.rofs };
+  const lines = fs.existsSync(makeLog) ? fs.readFileSync(makeLog, 'utf8').split('\n').filter(Boolean).slice(makesBefore) : [];
+  const runs = lines.map((l) => {
+    const [us, dir, ...args] = l.split(' ');
+    return { ms: Number(us) / 1000, dir, question: args.some((a) => /^-[a-zA-Z]*q/.test(a)) };
+  });
+  const builds = runs.filter((r) => !r.question);
+  return {
+    latency: e.at - t0,
+    makeMs: builds.reduce((a, r) => a + r.ms, 0),
+    makes: builds.length,
+    makeDirs: builds.map((r) => r.dir),
+    questions: runs.length - builds.length,
+    questionMs: runs.filter((r) => r.question).reduce((a, r) => a + r.ms, 0),
+    built: e.built,
+    rofs: e.images?.rofs,
+  };
 }
 
 const manifestOnly = [];
@@ -133,6 +169,23 @@ for (let i = 0; i < opts.edits; i++) {
   cEdits.push(r);
   log(`  C edit ${i + 1}/${opts.edits}: ${r.latency.toFixed(0)} ms, make ${r.makeMs.toFixed(0)} ms, rest ${(r.latency - r.makeMs).toFixed(0)} ms`);
 }
+log(`hub module ${hub.name}: ${hubDependents} modules require it (directly or not); pausing ${opts['pause-ms']} ms`);
+await sleep(opts['pause-ms']);
+const hubText = fs.readFileSync(hubManifest, 'utf8');
+const hubManifestEdits = [];
+for (let i = 0; i < opts.edits; i++) {
+  const r = await edit(hubManifest, `${hubText}${Array.from({ length: i + 1 }, (_, k) => `/${hub.name}/extra${k}.c: \${MODULE_DIR}/${path.basename(hubC)}\n`).join('')}`);
+  r.otherMakes = r.makeDirs.filter((d) => d !== hub.name).length;
+  hubManifestEdits.push(r);
+  log(`  ${hub.name} usr.manifest line ${i + 1}/${opts.edits}: ${r.latency.toFixed(0)} ms, make module ${r.makes}× (${r.otherMakes} in other modules), make -q ${r.questions}× (${r.questionMs.toFixed(0)} ms), rofs ${r.rofs?.mode}`);
+}
+const hubOriginal = fs.readFileSync(hubC, 'utf8');
+const hubCEdits = [];
+for (let i = 0; i < opts.edits; i++) {
+  const r = await edit(hubC, `${hubOriginal}\nint bench_hub_edit_${i} = ${i};\n`);
+  hubCEdits.push(r);
+  log(`  ${hub.name} C edit ${i + 1}/${opts.edits}: ${r.latency.toFixed(0)} ms, make module ${r.makes}× (${r.makeMs.toFixed(0)} ms; ${r.makeDirs.filter((d) => d !== hub.name).length} other modules), make -q ${r.questions}× (${r.questionMs.toFixed(0)} ms), rest ${(r.latency - r.makeMs).toFixed(0)} ms`);
+}
 child.kill('SIGINT');
 await new Promise((r) => child.on('exit', r));
 
@@ -143,11 +196,27 @@ const result = {
   cEditMs: median(cEdits.map((r) => r.latency)),
   cEditMakeMs: median(cEdits.map((r) => r.makeMs)),
   cEditOverheadMs: median(cEdits.map((r) => r.latency - r.makeMs)),
+  hub: hub.name,
+  hubDependents,
+  hubManifestMs: median(hubManifestEdits.map((r) => r.latency)),
+  hubManifestMakes: median(hubManifestEdits.map((r) => r.makes)),
+  hubManifestOtherMakes: Math.max(...hubManifestEdits.map((r) => r.otherMakes)),
+  hubManifestQuestions: median(hubManifestEdits.map((r) => r.questions)),
+  hubManifestFirstMs: hubManifestEdits[0].latency,
+  hubManifestFirstQuestions: hubManifestEdits[0].questions,
+  pauseMs: opts['pause-ms'],
+  hubCEditMs: median(hubCEdits.map((r) => r.latency)),
+  hubCEditMakeMs: median(hubCEdits.map((r) => r.makeMs)),
+  hubCEditMakes: median(hubCEdits.map((r) => r.makes)),
+  hubCEditQuestions: median(hubCEdits.map((r) => r.questions)),
+  hubCEditOverheadMs: median(hubCEdits.map((r) => r.latency - r.makeMs)),
 };
 if (opts.json) console.log(JSON.stringify(result, null, 2));
 else {
   console.log(`osvb watch latency — ${opts.modules}-module base, fs=rofs, medians of ${opts.edits} edits, ${os.availableParallelism()} CPUs`);
   console.log(`  manifest-only edit → image updated: ${result.manifestOnlyMs.toFixed(0)} ms   target ≤ 300 ms`);
   console.log(`  C source edit → image updated: ${result.cEditMs.toFixed(0)} ms = make ${result.cEditMakeMs.toFixed(0)} ms + ${result.cEditOverheadMs.toFixed(0)} ms   target: make + ≤ 300 ms`);
+  console.log(`  usr.manifest line appended in ${result.hub} (${result.hubDependents} dependents) → image updated: ${result.hubManifestMs.toFixed(0)} ms (first edit after a ${result.pauseMs} ms pause ${result.hubManifestFirstMs.toFixed(0)} ms, make -q ${result.hubManifestFirstQuestions}×), make module ${result.hubManifestMakes}× (at most ${result.hubManifestOtherMakes} in other modules), make -q ${result.hubManifestQuestions}×   target ≤ 300 ms, no make of any other module`);
+  console.log(`  C edit in ${result.hub} (${result.hubDependents} dependents) → image updated: ${result.hubCEditMs.toFixed(0)} ms = make ${result.hubCEditMakeMs.toFixed(0)} ms (${result.hubCEditMakes}×) + ${result.hubCEditOverheadMs.toFixed(0)} ms, make -q ${result.hubCEditQuestions}×   target: make of what must rebuild + ≤ 300 ms`);
 }
 if (!opts.keep && !opts.work) fs.rmSync(work, { recursive: true, force: true });

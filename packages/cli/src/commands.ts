@@ -29,20 +29,24 @@ export async function runExplain(argv: string[]): Promise<number> {
     name,
   );
   if (args.json) {
-    process.stdout.write(JSON.stringify({ type: 'explain', ...ex, last: ex.last ? { key: ex.last.key, status: ex.last.status, at: ex.last.at } : null }) + '\n');
+    process.stdout.write(JSON.stringify({ type: 'explain', ...ex, last: ex.last ? { key: ex.last.key, status: ex.last.status, at: ex.last.at, ...(ex.last.cutoff ? { cutoff: ex.last.cutoff } : {}) } : null }) + '\n');
     return 0;
   }
   const out: string[] = [];
   if (ex.verdict === 'nothing') out.push(`${name}: has no Makefile; nothing to build (its key still feeds the modules that require it)`);
   else if (ex.verdict === 'restore') out.push(`${name}: will be restored from the cache (key ${ex.key}); make will not run`);
-  else out.push(`${name}: will be rebuilt (key ${ex.key} is not in the cache)`);
-  if (ex.last) out.push(`last build: ${ex.last.status} at ${ex.last.at} (key ${ex.last.key})`);
+  else if (ex.cutoff?.startsWith('will be skipped')) out.push(`${name}: key ${ex.key} is not in the cache, but make will not run: it ${ex.cutoff}`);
+  else out.push(`${name}: will be rebuilt (key ${ex.key} is not in the cache)${ex.cutoff ? `\n${ex.cutoff}` : ''}`);
+  if (ex.last?.status === 'cutoff') {
+    out.push(`last build: skipped by early cutoff at ${ex.last.at} (key ${ex.last.key}); make module did not run`);
+    if (ex.last.cutoff) out.push(`  why: ${ex.last.cutoff}`);
+  } else if (ex.last) out.push(`last build: ${ex.last.status} at ${ex.last.at} (key ${ex.last.key})`);
   if (ex.reasons.length === 0) out.push(ex.last ? 'no input changed since the last build' : 'no earlier build is recorded');
   else {
     out.push(ex.last ? 'changed since the last build:' : 'why:');
     for (const r of ex.reasons) out.push(`  - ${r.text}`);
   }
-  if (ex.dependents.length) out.push(`modules that require it (rebuilt with it when it changes): ${ex.dependents.join(', ')}`);
+  if (ex.dependents.length) out.push(`modules that require it (rebuilt with it when it changes, unless early cutoff shows their make has nothing to do): ${ex.dependents.join(', ')}`);
   process.stdout.write(out.join('\n') + '\n');
   return 0;
 }

@@ -1,2 +1,2 @@
-export { runMake, makeArgs, type MakeRequest, type MakeResult } from './make.js';
+export { runMake, makeArgs, questionMake, type MakeRequest, type MakeResult, type MakeQuestion } from './make.js';
 export { scheduleGraph, type ScheduleOptions, type NodeOutcome } from './schedule.js';

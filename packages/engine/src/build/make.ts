@@ -83,3 +83,34 @@ export async function runMake(req: MakeRequest): Promise<MakeResult> {
   }
   return { durationMs, output };
 }
+
+export interface MakeQuestion {
+  /** make's exit status: 0 up to date, 1 something would be remade, 2 an error; null when killed. */
+  code: number | null;
+  /** make's data base (`-p`), printed after it answered. */
+  database: string;
+}
+
+/**
+ * Ask make whether `module` is up to date without running any recipe: `make -pq module`, with
+ * `-o FILE` for each file it must treat as old. Run like `make module` (same directory and
+ * environment, its own process group), except that messages are in the C locale so that the
+ * data base can be read.
+ */
+export async function questionMake(req: Omit<MakeRequest, 'jobs' | 'onLine'> & { assumeOld: readonly string[] }): Promise<MakeQuestion> {
+  const program = req.make ?? 'make';
+  if (req.signal?.aborted) throw new OsvbError('OSVB_INTERRUPTED', `make -q for ${req.moduleName} was not started: the build was interrupted`);
+  const args = ['-pq', ...req.assumeOld.flatMap((f) => ['-o', f]), 'module'];
+  const sub = childProcess().spawn(program, args, {
+    cwd: req.dir,
+    env: { ...req.env, LC_ALL: 'C' },
+    stdio: ['ignore', 'pipe', 'ignore'],
+    detached: true,
+  });
+  const chunks: Buffer[] = [];
+  sub.stdout?.on('data', (c: Buffer) => chunks.push(c));
+  const exit = await waitForGroup(sub, req.signal);
+  if (exit.canceled) throw new OsvbError('OSVB_INTERRUPTED', `make -q for ${req.moduleName} was stopped`);
+  if (exit.error) return { code: null, database: '' };
+  return { code: exit.code, database: Buffer.concat(chunks).toString('utf8') };
+}

@@ -24,6 +24,7 @@ import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, t
 import { DependencyRecorder } from './noopMemo.js';
 import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
 import { kernelStage } from './kernelStage.js';
+import { earlyCutoff, type MakeEvidence, type SameOutputs } from './cutoff.js';
 import { unsupportedDiskFs, type DiskFormat } from '../image/disk/index.js';
 import { summarizeOutputs } from './outputSummary.js';
 import { onceReporter, warningMemoFile } from './warningMemo.js';
@@ -375,12 +376,19 @@ export async function planBuild(opts: BuildOptions, remote?: RemoteCache): Promi
       prev.inputs.record === record &&
       prev.inputs.dir === ph(m.dir) &&
       canonicalSame(prev.inputs.vars, vars) &&
-      canonicalSame(prev.inputs.deps, deps) &&
       fingerprintHolds(m.dir, prev.fingerprint)
     ) {
-      keys.set(name, prev.key as Digest);
-      keyInputs.set(name, prev.inputs);
       fingerprints.set(name, prev.fingerprint);
+      if (canonicalSame(prev.inputs.deps, deps)) {
+        keys.set(name, prev.key as Digest);
+        keyInputs.set(name, prev.inputs);
+      } else {
+        // Only required modules' keys changed: its own files are as fingerprinted, not listed again.
+        const inputs = { ...prev.inputs, deps };
+        keyInputs.set(name, inputs);
+        keys.set(name, moduleKey(inputs));
+        rekeyed.add(name);
+      }
       continue;
     }
     const { inputs, fingerprint } = moduleKeyInputs(m, keyCtx, vars, new Set(prev?.outputs ?? []), deps, record);
@@ -434,8 +442,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   /** Of `restored`, the modules whose outputs were in place already. */
   const upToDate: string[] = [];
   const { state, fingerprints, rekeyed } = plan;
-  const record = (name: string, status: ModuleState['status'], outputs: string[], key: string, inputs: ModuleKeyInputs): void => {
+  const record = (name: string, status: ModuleState['status'], outputs: string[], key: string, inputs: ModuleKeyInputs, cut?: { reason: string; evidence: MakeEvidence | undefined }): void => {
     const m = byName.get(name) as EvaluatedModule;
+    const prev = state.get(name);
+    // make's last answer is kept whatever happens next: it is checked against content before use.
+    const makeEvidence = cut ? cut.evidence : prev?.makeEvidence;
+    const cutoff = cut?.reason ?? (status === 'cutoff' ? prev?.cutoff : undefined);
     state.set(name, {
       key,
       inputs,
@@ -444,9 +456,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       at: new Date().toISOString(),
       fingerprint: fingerprints.get(name) ?? null,
       outputSigs: outputSignatures(m.dir, outputs),
+      ...(cutoff ? { cutoff } : {}),
+      ...(makeEvidence ? { makeEvidence } : {}),
     });
   };
 
+  const cutoffMemo = new Map<string, SameOutputs>();
   const fromRemote: string[] = [];
   /** Keys whose record and blobs came from the remote in this build. */
   const prefetched = new Set<string>();
@@ -554,6 +569,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         restored.push(name);
         upToDate.push(name);
         reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: true, from: 'task' });
+        return;
+      }
+      // Early cutoff (cutoff.ts): only what make cannot act on changed, and make says so.
+      const cut = prev?.key ? await earlyCutoff({ name, dir: m.dir, prev, inputs: ki, env: resolved.env, statCache, depDir: (d) => byName.get(d)?.dir, recordOf: (k) => lookupBuild(k, actx), memo: cutoffMemo, locked: (fn) => withLock(lockFileFor(cache, m.dir), fn, opts.signal), signal: opts.signal }) : undefined;
+      if (cut) {
+        const rec: ModuleBuildRecord = { outputs: cut.outputs, log: null, durationMs: 0 };
+        for (const o of cut.outputs) if ('digest' in o && !cache.hasBlob(o.digest)) cache.putBlobFromFile(o.digest, path.join(m.dir, o.path));
+        cache.putAction(BUILD_NAMESPACE, key, rec);
+        restored.push(name);
+        upToDate.push(name);
+        record(name, 'cutoff', prev?.outputs ?? [], key, ki, cut);
+        reporter({ type: 'module-restored', name, durationMs: performance.now() - t0, upToDate: true, cutoff: cut.reason });
+        publish(key, rec, true);
         return;
       }
       await withLock(

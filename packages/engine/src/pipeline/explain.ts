@@ -10,6 +10,7 @@ import { planBuild, type BuildOptions } from './build.js';
 import { BUILD_NAMESPACE, type ModuleBuildRecord } from './moduleAction.js';
 import type { ModuleState } from './state.js';
 import { diffKeyInputs, type KeyDifference } from './moduleKeys.js';
+import { cutoffEligibility, evidenceChange, makefileImpurity } from './cutoff.js';
 import { explainKernel, isOsvSourceTree, type KernelExplanation } from '../kernel/index.js';
 
 export interface Explanation {
@@ -20,8 +21,28 @@ export interface Explanation {
   verdict: 'restore' | 'rebuild' | 'nothing';
   last: ModuleState | undefined;
   reasons: KeyDifference[];
-  /** Modules in the image that require this one (they follow it when it changes). */
+  /** Modules in the image that require this one (they follow it when it changes, unless cut off). */
   dependents: string[];
+  /** For 'rebuild': whether early cutoff may skip make, and on what evidence. */
+  cutoff?: string;
+}
+
+/** What early cutoff will do for a module about to be rebuilt (no process is started). */
+function prospectiveCutoff(dir: string, last: ModuleState, inputs: Parameters<typeof cutoffEligibility>[1], statCache: Parameters<typeof evidenceChange>[2]): string | undefined {
+  const el = cutoffEligibility(last.inputs, inputs);
+  if (!el.ok) return undefined;
+  let text = '';
+  try {
+    text = fs.readFileSync(path.join(dir, 'Makefile'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const impure = makefileImpurity(text);
+  if (impure) return `not skipped by early cutoff: its Makefile ${impure}, so make is not asked`;
+  const ev = last.makeEvidence;
+  const change = ev ? evidenceChange(ev, inputs.vars, statCache) : 'no answer of make is kept';
+  if (!change) return `will be skipped by early cutoff: only ${el.changes.join(', ')}, and make's up-to-date answer (make -q, ${ev?.at}) still holds`;
+  return `only ${el.changes.join(', ')}: make will be asked first (make -q; ${change}); if it would remake nothing, make module does not run (early cutoff)`;
 }
 
 export async function explainModule(opts: BuildOptions, name: string): Promise<Explanation> {
@@ -43,7 +64,9 @@ export async function explainModule(opts: BuildOptions, name: string): Promise<E
     cached = false;
   }
   const reasons = last && last.key === key ? [] : diffKeyInputs(last?.inputs, plan.keyInputs.get(name)!);
+  const cutoff = hasMakefile && !cached && last && last.key !== key ? prospectiveCutoff(m.dir, last, plan.keyInputs.get(name)!, plan.statCache) : undefined;
   return {
+    ...(cutoff ? { cutoff } : {}),
     module: name,
     key,
     hasMakefile,

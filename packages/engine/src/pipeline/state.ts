@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '../fsutil/index.js';
 import { digestString } from '../hash/index.js';
 import type { InputFingerprint, ModuleKeyInputs } from './moduleKeys.js';
+import type { MakeEvidence } from './cutoff.js';
 
 export interface OutputSignature {
   path: string;
@@ -20,8 +21,12 @@ export interface ModuleState {
   key: string;
   inputs: ModuleKeyInputs;
   outputs: string[];
-  status: 'built' | 'restored';
+  /** 'cutoff': make was not run, by early cutoff (see cutoff.ts); `cutoff` says why. */
+  status: 'built' | 'restored' | 'cutoff';
   at: string;
+  cutoff?: string;
+  /** make's last up-to-date answer for this module and what it depended on. */
+  makeEvidence?: MakeEvidence;
   fingerprint: InputFingerprint | null;
   /** Output signatures right after the build or restore; null when untrusted. */
   outputSigs: OutputSignature[] | null;

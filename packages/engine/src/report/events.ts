@@ -8,7 +8,7 @@ export type BuildEvent =
   | { type: 'modules-planned'; withMakefile: number }
   | { type: 'module-start'; name: string }
   | { type: 'module-built'; name: string; durationMs: number }
-  | { type: 'module-restored'; name: string; durationMs: number; /** Nothing to do: outputs were already in place. */ upToDate: boolean; /** remote: the result came from the remote cache; task: built by its own task (BuildOptions.builtElsewhere), taken as it is. */ from?: 'remote' | 'task' }
+  | { type: 'module-restored'; name: string; durationMs: number; /** Nothing to do: outputs were already in place. */ upToDate: boolean; /** remote: the result came from the remote cache; task: built by its own task (BuildOptions.builtElsewhere), taken as it is. */ from?: 'remote' | 'task'; /** Set when make was not run by early cutoff: why. */ cutoff?: string }
   | { type: 'module-failed'; name: string; error: OsvbError }
   | { type: 'module-skipped'; name: string; reason: string }
   | { type: 'make-output'; name: string; line: string }

@@ -173,6 +173,8 @@ export function textReporter(opts: TextReporterOptions): Reporter {
         // Modules whose outputs were already in place are only counted in the summary.
         if (e.from === 'task') {
           if (opts.verbose) write(`${e.name}: built by its own task`);
+        } else if (e.cutoff) {
+          if (opts.verbose) progress(`${e.name}: skipped by early cutoff (${secs(e.durationMs)}): ${e.cutoff}`);
         } else if (opts.verbose || !e.upToDate) progress(`restored ${e.name}${e.from === 'remote' ? ' from the remote cache' : ''} (${secs(e.durationMs)})${e.upToDate ? ' up to date' : ''}`);
         moduleEnded(e.name);
         break;

@@ -12,7 +12,8 @@ import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import ignore, { type Ignore } from 'ignore';
 import { OsvbError, isOsvbError } from '../errors/index.js';
 import { initHashing } from '../hash/index.js';
-import { build, resolveBuild, BuildState, type BuildOptions, type BuildResult } from '../pipeline/index.js';
+import { build, lockFileFor, resolveBuild, BuildState, warmCutoffEvidence, type BuildOptions, type BuildResult } from '../pipeline/index.js';
+import { withLock } from '../cache/index.js';
 import type { BuildEvent, Reporter } from '../report/index.js';
 
 export interface WatchOptions extends Omit<BuildOptions, 'signal' | 'command'> {
@@ -167,6 +168,54 @@ export async function watchBuild(opts: WatchOptions): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   let cycles = 0;
   let buildController: AbortController | undefined;
+  let lastResult: BuildResult | undefined;
+  /** make asked ahead of time for early cutoff (cutoff.ts), while nothing else runs. */
+  let warming: { controller: AbortController; done: Promise<void> } | undefined;
+  /** Idle time before make is asked (a quick series of edits, and the watcher's own set-up, go first). */
+  let warmTimer: NodeJS.Timeout | undefined;
+  const startWarming = (): void => {
+    if (warmTimer) clearTimeout(warmTimer);
+    warmTimer = setTimeout(() => {
+      warmTimer = undefined;
+      if (!building && pending.size === 0) warmNow();
+    }, 1000);
+  };
+  const warmNow = (): void => {
+    const result = lastResult;
+    if (!result || warming || opts.signal.aborted || process.env['OSVB_WATCH_WARM'] === '0') return;
+    const controller = new AbortController();
+    const t0 = performance.now();
+    const done = warmCutoffEvidence({
+      modules: result.graph.order.flatMap((n) => result.modules.filter((m) => m.name === n)),
+      keys: result.keys,
+      keyInputs: result.keyInputs,
+      cacheDir,
+      osvBase,
+      env: resolved.env,
+      statCache: result.statCache,
+      locked: (dir, fn) => withLock(lockFileFor(result.cache, dir), fn, controller.signal),
+      signal: controller.signal,
+    }).then(
+      (n) => {
+        if (n > 0) opts.reporter?.({ type: 'log', text: `early cutoff: make asked about ${n} module${n === 1 ? '' : 's'} ahead of time (${Math.round(performance.now() - t0)} ms)` });
+      },
+      () => {},
+    );
+    const w = { controller, done };
+    warming = w;
+    void done.then(() => {
+      if (warming === w) warming = undefined;
+    });
+  };
+  const stopWarming = async (): Promise<void> => {
+    if (warmTimer) clearTimeout(warmTimer);
+    warmTimer = undefined;
+    const w = warming;
+    if (!w) return;
+    w.controller.abort();
+    await w.done;
+    if (warming === w) warming = undefined;
+  };
 
   const runOnce = async (trigger: string[]): Promise<void> => {
     const index = cycles++;
@@ -181,9 +230,11 @@ export async function watchBuild(opts: WatchOptions): Promise<void> {
     buildController = new AbortController();
     try {
       const result = await build({ ...opts, reporter, signal: buildController.signal });
+      lastResult = result;
       set = watchSetFrom(result, osvBase, buildPath, cacheDir);
       opts.onCycle?.({ index, ok: true, trigger, built, restored, result, durationMs: performance.now() - started });
     } catch (e) {
+      lastResult = undefined;
       if (opts.signal.aborted) return;
       const error = isOsvbError(e) ? e : new OsvbError('OSVB_INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
       opts.onCycle?.({ index, ok: false, trigger, built, restored, error, durationMs: performance.now() - started });
@@ -223,8 +274,10 @@ export async function watchBuild(opts: WatchOptions): Promise<void> {
     pending = new Set();
     if (trigger.length === 0) return;
     building = (async () => {
+      await stopWarming();
       await runOnce(trigger);
       await syncWatcher();
+      if (pending.size === 0) startWarming();
     })().finally(() => {
       building = undefined;
       if (pending.size > 0) schedule();
@@ -242,6 +295,9 @@ export async function watchBuild(opts: WatchOptions): Promise<void> {
   const onChange = (p: string): void => {
     if (opts.signal.aborted || set.ignored(p)) return;
     pending.add(p);
+    if (warmTimer) clearTimeout(warmTimer);
+    warmTimer = undefined;
+    warming?.controller.abort();
     // While a build runs, changes wait for it: one follow-up build takes them all.
     if (!building) schedule();
   };
@@ -253,6 +309,7 @@ export async function watchBuild(opts: WatchOptions): Promise<void> {
     await building;
     building = undefined;
     if (pending.size > 0) schedule();
+    else startWarming();
     if (!opts.signal.aborted) {
       await new Promise<void>((resolve) => {
         if (opts.signal.aborted) resolve();
@@ -261,6 +318,7 @@ export async function watchBuild(opts: WatchOptions): Promise<void> {
     }
     if (timer) clearTimeout(timer);
     await building;
+    await stopWarming();
   } finally {
     opts.signal.removeEventListener('abort', onAbort);
     if (timer) clearTimeout(timer);
