@@ -23,6 +23,7 @@ import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.
 import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
 import { DependencyRecorder } from './noopMemo.js';
 import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
+import { recordImageDependencies } from './imageDeps.js';
 import { kernelStage } from './kernelStage.js';
 import { unsupportedDiskFs, type DiskFormat } from '../image/disk/index.js';
 import { BUILD_NAMESPACE, buildAndStore, lockFileFor, lookupBuild, replayLog, restoreOutputs, type ActionContext, type ModuleBuildRecord } from './moduleAction.js';
@@ -657,11 +658,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     reporter,
   });
   statCache.save();
-  // Image outputs are not fingerprinted: a build that makes one never writes the no-op memo.
-  if (deps && (images.rofs || images.exported || images.oci || images.disk)) deps.fail('image outputs are not fingerprinted');
+  // The image stage's own records say what it read (rofs.img's layout record).
+  if (deps) recordImageDependencies(deps, { osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, images, kernel: kernel !== undefined });
   if (deps && opts.command) {
     for (const name of outputs.files.keys()) deps.add(path.join(resolved.buildPath, name));
-    deps.write({
+    const memoWritten = deps.write({
       cacheDir: resolved.cacheDir,
       osvBase: resolved.osvBase,
       engine: ENGINE_VERSION,
@@ -671,6 +672,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       lines: [startLine(resolved.words.spec, resolved.osvBase, resolved.buildPath)],
       modules: modules.length,
     });
+    if (!memoWritten) reporter({ type: 'log', text: `no "nothing to do" memo: ${deps.reason ?? 'unknown'}` });
   }
   const durationMs = performance.now() - started;
   reporter({ type: 'done', ok: true, durationMs, modules: modules.length, built: built.length, restored: restored.length, upToDate: upToDate.length, failed: 0, evaluationCached: plan.evaluationCached, fromRemote: fromRemote.length });
