@@ -20,7 +20,7 @@ import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/i
 import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
 import { startLine, type Reporter } from '../report/index.js';
 import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.js';
-import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
+import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordEvaluation, replayInputs, staleChecker, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
 import { DependencyRecorder } from './noopMemo.js';
 import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
 import { recordImageDependencies } from './imageDeps.js';
@@ -265,6 +265,8 @@ export async function evaluateCached(
     },
     defaults: config.defaults,
   });
+  // Only the module.py files whose reads changed run again (partial evaluation).
+  const replay = rec ? replayInputs(rec, staleChecker(resolved.env, statCache)) : undefined;
   const worker = await PythonWorker.start({
     python: resolveInterpreter(resolved.python, path.join(resolved.cacheDir, 'python.json'), resolved.env, resolved.osvBase),
     onOutput: (line) => reporter({ type: 'module-py-output', line }),
@@ -273,7 +275,7 @@ export async function evaluateCached(
   let evaluation: EvaluationResult;
   try {
     evaluation = await worker.evaluate(
-      { osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, spec: spec.spec },
+      { osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, spec: spec.spec, ...(replay ? { replay } : {}) },
       {
         locate: async (name) => {
           const located = config.locate(name);
@@ -286,16 +288,20 @@ export async function evaluateCached(
   } finally {
     await worker.close();
   }
-  const { reads, ...result } = evaluation;
+  const { reads, partial, ...result } = evaluation;
+  if (partial) {
+    const ran = Object.keys(partial.modules).length;
+    reporter({ type: 'log', text: `evaluation: ${ran} module.py file${ran === 1 ? '' : 's'} run, ${partial.replayed.length} replayed${partial.fullReason ? ` (a partial evaluation was abandoned: ${partial.fullReason})` : ''}` });
+  }
   let recordedReads: RecordedReads | undefined;
   if (reads) {
-    const recorded = recordReads(reads, { files: config.files, probes, env: [...config.variables, 'OSV_BASE', 'OSV_BUILD_PATH'] }, resolved.env, statCache, startedAt);
+    const recorded = recordEvaluation(reads, partial, rec, { files: config.files, probes, env: [...config.variables, 'OSV_BASE', 'OSV_BUILD_PATH'] }, resolved.env, statCache, startedAt);
     if ('uncacheable' in recorded) {
       reporter({ type: 'log', text: `evaluation not cached: ${recorded.uncacheable}` });
     } else {
-      const record: EvalRecord = { reads: recorded, selected: spec.selected, result };
+      const record: EvalRecord = { reads: recorded.reads, selected: spec.selected, result, ...(recorded.partial ? { partial: recorded.partial } : {}) };
       cache.putAction(EVAL_NAMESPACE, key, record);
-      recordedReads = recorded;
+      recordedReads = recorded.reads;
       if (remote?.canWrite) shareEvalRecord(remote, resolved, record);
     }
   }
