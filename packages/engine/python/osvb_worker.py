@@ -559,7 +559,7 @@ def main():
             if req.get('method') == 'evaluate':
                 result = evaluate(req['params'])
             elif req.get('method') == 'ping':
-                result = {'python': sys.version.split()[0]}
+                result = {'python': sys.version.split()[0], 'executable': sys.executable}
             else:
                 raise OsvbShimError('OSVB_INTERNAL', 'unknown method %s' % req.get('method'))
             _send({'type': 'result', 'id': req['id'], 'result': result})

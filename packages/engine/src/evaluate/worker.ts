@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { OsvbError, isOsvbError, type OsvbErrorCode } from '../errors/index.js';
 import type { EvaluateParams, EvaluationResult, WorkerErrorRecord } from './types.js';
+import type { Interpreter } from './interpreter.js';
 
 /** The worker script ships in the engine package's python/ folder (found the same way when bundled). */
 export const WORKER_SCRIPT = path.join(path.dirname(createRequire(import.meta.url).resolve('@osv-build/engine/package.json')), 'python', 'osvb_worker.py');
@@ -17,7 +18,7 @@ export interface WorkerHandlers {
 }
 
 export interface WorkerOptions {
-  python?: string;
+  python?: string | Interpreter;
   /** module.py output and the worker's own progress lines. */
   onOutput?: (line: string) => void;
   onLog?: (line: string) => void;
@@ -70,11 +71,13 @@ export class PythonWorker {
   }
 
   static async start(opts: WorkerOptions = {}): Promise<PythonWorker> {
-    const python = opts.python ?? process.env['OSVB_PYTHON'] ?? 'python3';
+    const interp: Interpreter = typeof opts.python === 'object' ? opts.python : { command: opts.python ?? process.env['OSVB_PYTHON'] ?? 'python3' };
+    const python = interp.command;
     // node:child_process directly: execa costs 0.1-0.2 s to load, more than a small evaluation.
     const proc = childProcess().spawn(python, ['-u', WORKER_SCRIPT], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+      env: { ...(interp.env ?? process.env), PYTHONDONTWRITEBYTECODE: '1' },
+      ...(interp.cwd ? { cwd: interp.cwd } : {}),
     });
     const worker = new PythonWorker(proc, opts);
     const fail = (err: OsvbError): void => {
@@ -98,7 +101,8 @@ export class PythonWorker {
         }),
       );
     });
-    await worker.request('ping', {});
+    const pong = (await worker.request('ping', {})) as { executable?: unknown };
+    if (interp.learn && typeof pong?.executable === 'string') interp.learn(pong.executable);
     return worker;
   }
 
