@@ -253,25 +253,36 @@ export async function evaluateCached(
     }
     reason = `the remote cache's record does not hold here: ${why}`;
   }
-  const startedAt = Date.now();
-  const probes: Array<[string, boolean]> = [];
-  const config = loadOsvConfig({ osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, onProbe: (p, e) => probes.push([p, e]) });
-  const spec = parseImageSpec(resolved.words.spec, {
-    imageConfigFor: (name) => {
-      const file = path.join(resolved.osvBase, 'images', `${name}.py`);
-      const exists = fs.existsSync(file);
-      probes.push([file, exists]);
-      return exists ? file : undefined;
-    },
-    defaults: config.defaults,
-  });
-  // Only the module.py files whose reads changed run again (partial evaluation).
-  const replay = rec ? replayInputs(rec, staleChecker(resolved.env, statCache)) : undefined;
-  const worker = await PythonWorker.start({
+  // python3 starts while the config is read and the records are checked.
+  const starting = PythonWorker.start({
     python: resolveInterpreter(resolved.python, path.join(resolved.cacheDir, 'python.json'), resolved.env, resolved.osvBase),
     onOutput: (line) => reporter({ type: 'module-py-output', line }),
     onLog: (text) => reporter({ type: 'log', text }),
   });
+  starting.catch(() => {}); // awaited below; a config error comes first
+  const startedAt = Date.now();
+  const probes: Array<[string, boolean]> = [];
+  let config: ReturnType<typeof loadOsvConfig>;
+  let spec: ReturnType<typeof parseImageSpec>;
+  let replay: ReturnType<typeof replayInputs>;
+  try {
+    config = loadOsvConfig({ osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, onProbe: (p, e) => probes.push([p, e]) });
+    spec = parseImageSpec(resolved.words.spec, {
+      imageConfigFor: (name) => {
+        const file = path.join(resolved.osvBase, 'images', `${name}.py`);
+        const exists = fs.existsSync(file);
+        probes.push([file, exists]);
+        return exists ? file : undefined;
+      },
+      defaults: config.defaults,
+    });
+    // Only the module.py files whose reads changed run again (partial evaluation).
+    replay = rec ? replayInputs(rec, staleChecker(resolved.env, statCache)) : undefined;
+  } catch (e) {
+    await starting.then((w) => w.close(), () => {});
+    throw e;
+  }
+  const worker = await starting;
   let evaluation: EvaluationResult;
   try {
     evaluation = await worker.evaluate(

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LocalCache } from '../cache/index.js';
 import { initHashing, StatCache } from '../hash/index.js';
-import type { ReporterEvent } from '../report/index.js';
+import type { BuildEvent } from '../report/index.js';
 import { useTempDirs } from '../testing/index.js';
 import { evaluateCached, resolveBuild } from './build.js';
 
@@ -36,7 +36,7 @@ async function evaluate(osv: string, cacheDir: string, words: string[], extraEnv
   const cache = new LocalCache(cacheDir);
   const statCache = new StatCache(path.join(cacheDir, 'stat-cache.json'));
   const logs: string[] = [];
-  const ev = await evaluateCached(resolved, cache, statCache, (e: ReporterEvent) => {
+  const ev = await evaluateCached(resolved, cache, statCache, (e: BuildEvent) => {
     if (e.type === 'log' && e.text.startsWith('evaluation:')) logs.push(e.text);
   });
   statCache.save();
