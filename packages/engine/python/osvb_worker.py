@@ -383,6 +383,9 @@ def evaluate(params):
     replay_from = params.get('replay') or {}
     full_reason = None
     if replay_from:
+        # Python modules a module.py imported during the abandoned attempt would be found in
+        # sys.modules by the full run, unread (and so unrecorded): they are forgotten first.
+        imported_before = set(sys.modules)
         try:
             result = _evaluate_once(params, replay_from)
             if not result['appsError']:
@@ -393,6 +396,8 @@ def evaluate(params):
         except BaseException:  # noqa: BLE001 - reported by the full evaluation, with module.py lines
             full_reason = 'the partial evaluation failed'
         HOST.log('evaluating every module.py: %s' % full_reason)
+        for name in [k for k in sys.modules if k not in imported_before]:
+            del sys.modules[name]
     result = _evaluate_once(params, {})
     if full_reason:
         result['partial']['fullReason'] = full_reason

@@ -121,6 +121,26 @@ describe('partial evaluation', () => {
     expect(JSON.stringify(r.result)).toContain('/lib.so');
   });
 
+  it('a Python file a module.py imports stays a recorded read after an abandoned partial evaluation', async () => {
+    const imp = "import os, sys\nsys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))\nimport helper_for_app\n";
+    const t = setup(
+      {
+        'modules/lib/module.py': API + 'def files():\n    return "/lib.so"\n',
+        'modules/app/module.py': API + imp + "lib = api.require('lib')\ndefault = api.run(lib.files() + ' ' + helper_for_app.word)\n",
+        'modules/app/helper_for_app.py': "word = 'one'\n",
+        'images/img.py': API + "api.require_running('app')\n",
+      },
+      ['image=img'],
+    );
+    await t.first();
+    t.edit('modules/app/module.py', '# edit\n');
+    let r = await t.check();
+    expect(r.log).toContain('abandoned');
+    t.edit('modules/app/helper_for_app.py', "word = 'two'\n");
+    r = await t.check();
+    expect(JSON.stringify(r.result)).toContain('/lib.so two');
+  });
+
   it('conditional requires, run configurations and run_on_init numbering come out as in a full evaluation', async () => {
     const t = setup(
       {
