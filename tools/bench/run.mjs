@@ -37,6 +37,8 @@ const USAGE = `usage: node tools/bench/run.mjs [options]      (npm run bench -- 
   --no-osvb           run OSv only
   --work DIR          scratch directory (default: a new temp dir, removed at the end)
   --keep              keep the scratch directory (working copies and per-run logs)
+  --fs rofs           build rofs.img too: osvb gets fs=rofs; OSv runs module.py with fs_type=rofs
+                      and scripts/build's usr_rofs skeleton, then scripts/gen-rofs-img.py
   -h, --help          this text
 `;
 
@@ -58,6 +60,7 @@ function parseArgs(argv) {
     osvb: true,
     work: undefined,
     keep: false,
+    fs: 'zfs',
     help: false,
   };
   const list = (v) => v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -93,6 +96,11 @@ function parseArgs(argv) {
       case '--no-osvb': o.osvb = false; break;
       case '--work': o.work = value(); break;
       case '--keep': o.keep = true; break;
+      case '--fs': {
+        o.fs = value();
+        if (o.fs !== 'zfs' && o.fs !== 'rofs') throw new UsageError(`--fs expects zfs or rofs, got "${o.fs}"`);
+        break;
+      }
       case '-h': case '--help': o.help = true; break;
       default: throw new UsageError(`unknown argument "${argv[i]}"`);
     }
@@ -206,12 +214,12 @@ function osvArch() {
 }
 
 /** The environment scripts/build gives module.py (OSV_BASE, OSV_BUILD_PATH, fs_type, mode, ARCH, libgcc_s_dir). */
-function osvEnv(base, libgcc) {
+function osvEnv(base, libgcc, fsType = 'zfs') {
   return {
     ...process.env,
     OSV_BASE: base,
     OSV_BUILD_PATH: path.join(base, 'build/release'),
-    fs_type: 'zfs',
+    fs_type: fsType,
     mode: 'release',
     ARCH: osvArch(),
     libgcc_s_dir: libgcc,
@@ -231,7 +239,8 @@ function resolveOsvRef(opts) {
   return null;
 }
 
-function makeTools({ osvRef, libgcc, useOsvb, useOsv }) {
+function makeTools({ osvRef, libgcc, useOsvb, useOsv, fsType }) {
+  const rofs = fsType === 'rofs';
   const tools = [];
   if (useOsvb) {
     tools.push({
@@ -239,20 +248,35 @@ function makeTools({ osvRef, libgcc, useOsvb, useOsv }) {
       label: 'osvb',
       command: (tree, base) => ({
         file: process.execPath,
-        args: [OSVB_BIN, 'build', `image=${tree.image}`, '--osv-base', base],
+        args: [OSVB_BIN, 'build', `image=${tree.image}`, ...(rofs ? ['fs=rofs'] : []), '--osv-base', base],
       }),
-      env: (base, cacheDir) => ({ ...osvEnv(base, libgcc), OSVB_CACHE_DIR: cacheDir, CI: 'true', NO_COLOR: '1' }),
+      env: (base, cacheDir) => ({ ...osvEnv(base, libgcc, fsType), OSVB_CACHE_DIR: cacheDir, CI: 'true', NO_COLOR: '1' }),
     });
   }
   if (useOsv) {
     tools.push({
       name: 'osv',
       label: 'OSv',
-      command: (tree) => ({
-        file: 'python3',
-        args: [path.join(osvRef, 'scripts/module.py'), 'build', '-c', `!${tree.image}`],
-      }),
-      env: (base) => osvEnv(base, libgcc),
+      command: (tree) =>
+        rofs
+          ? {
+              // scripts/build's steps for fs=rofs: module.py with the rofs skeleton, then
+              // gen-rofs-img.py in the build directory.
+              file: 'sh',
+              args: [
+                '-ec',
+                'python3 "$1" build -c "$2" --usrskel usr_rofs.manifest.skel; cd build/release; rm -f rofs.img; python3 "$3" -o rofs.img -m usr.manifest -D libgcc_s_dir="$libgcc_s_dir" >/dev/null',
+                'osv-rofs',
+                path.join(osvRef, 'scripts/module.py'),
+                `!${tree.image}`,
+                path.join(osvRef, 'scripts/gen-rofs-img.py'),
+              ],
+            }
+          : {
+              file: 'python3',
+              args: [path.join(osvRef, 'scripts/module.py'), 'build', '-c', `!${tree.image}`],
+            },
+      env: (base) => osvEnv(base, libgcc, fsType),
     });
   }
   return tools;
@@ -431,6 +455,7 @@ function printTable(rows, meta, out) {
   out.write('\n');
   out.write(`${meta.osvLine}\n`);
   if (meta.osvbLine) out.write(`${meta.osvbLine}\n`);
+  if (meta.fs === 'rofs') out.write('fs=rofs: osvb build … fs=rofs vs module.py + gen-rofs-img.py\n');
   out.write(`runs: ${meta.runs} per tool (median), tools alternate run by run; ratio > 1 = osvb faster\n\n`);
   out.write(`${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`);
   for (const b of body) out.write(`${line(b)}\n`);
@@ -487,7 +512,7 @@ function main(argv) {
   log(osvbLine);
 
   const libgcc = libgccDir();
-  const tools = makeTools({ osvRef, libgcc, useOsvb, useOsv: Boolean(osvRef) });
+  const tools = makeTools({ osvRef, libgcc, useOsvb, useOsv: Boolean(osvRef), fsType: opts.fs });
   if (tools.length === 0) {
     log('bench: nothing to run (neither osvb nor an OSv baseline is available)');
     return 2;
@@ -518,7 +543,7 @@ function main(argv) {
     if (opts.keep) log(`scratch directory kept: ${work}`);
   }
 
-  const meta = { osvLine, osvbLine, runs: opts.runs };
+  const meta = { osvLine, osvbLine, runs: opts.runs, fs: opts.fs };
   if (opts.json) {
     const doc = {
       version: 1,

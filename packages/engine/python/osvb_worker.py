@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'shi
 
 from osv.modules import resolve, api, filemap  # noqa: E402
 from osv.modules.resolve import OsvbShimError  # noqa: E402
+from osv.modules import replay  # noqa: E402
 
 import shutil  # noqa: E402
 
@@ -36,20 +37,59 @@ import shutil  # noqa: E402
 # such access made while module.py code runs is recorded here (audit hooks for opens, listings
 # and processes; wrappers for stat and the environment). Python's own files are left out.
 
-class _Recorder(object):
+class _Reads(object):
     def __init__(self):
-        self.active = False
         self.files = set()
         self.dirs = set()
         self.stats = {}
         self.env = set()
         self.env_all = False
+
+    def export(self):
+        return {
+            'files': sorted(self.files),
+            'dirs': sorted(self.dirs),
+            'stats': sorted(k for k in self.stats),
+            'env': sorted(self.env),
+            'envAll': self.env_all,
+        }
+
+
+class _Recorder(object):
+    def __init__(self):
+        self.active = False
+        # Reads by who made them: the module whose module.py is running, '' for the rest.
+        self.by = {}
         self.uncacheable = []
         here = os.path.dirname(os.path.abspath(__file__))
         self.skip = tuple(p for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, here} if p)
 
     def reset(self):
         self.__init__()
+
+    def cur(self):
+        st = resolve._state
+        key = st.loading[-1] if st.loading else ''
+        r = self.by.get(key)
+        if r is None:
+            r = self.by[key] = _Reads()
+        return r
+
+    @property
+    def files(self):
+        return self.cur().files
+
+    @property
+    def dirs(self):
+        return self.cur().dirs
+
+    @property
+    def stats(self):
+        return self.cur().stats
+
+    @property
+    def env(self):
+        return self.cur().env
 
     def _path(self, p):
         if isinstance(p, bytes):
@@ -105,15 +145,22 @@ class _Recorder(object):
             key = ('S:' if follow else 'L:') + p
             self.stats[key] = True
 
+    def set_env_all(self):
+        self.cur().env_all = True
+
     def export(self):
-        return {
-            'files': sorted(self.files),
-            'dirs': sorted(self.dirs),
-            'stats': sorted(k for k in self.stats),
-            'env': sorted(self.env),
-            'envAll': self.env_all,
-            'uncacheable': self.uncacheable[:5],
-        }
+        allr = _Reads()
+        for r in self.by.values():
+            allr.files |= r.files
+            allr.dirs |= r.dirs
+            allr.stats.update(r.stats)
+            allr.env |= r.env
+            allr.env_all = allr.env_all or r.env_all
+        out = allr.export()
+        out['uncacheable'] = self.uncacheable[:5]
+        out['byModule'] = dict((k, r.export()) for k, r in self.by.items() if k)
+        out['outside'] = self.by[''].export() if '' in self.by else _Reads().export()
+        return out
 
 
 RECORDER = _Recorder()
@@ -154,13 +201,28 @@ class _RecordingEnviron(os._Environ):
 
     def __iter__(self):
         if RECORDER.active:
-            RECORDER.env_all = True
+            RECORDER.set_env_all()
         return os._Environ.__iter__(self)
 
     def copy(self):
         if RECORDER.active:
-            RECORDER.env_all = True
+            RECORDER.set_env_all()
         return dict(self)
+
+    def __setitem__(self, key, value):
+        _env_changed()
+        return os._Environ.__setitem__(self, key, value)
+
+    def __delitem__(self, key):
+        _env_changed()
+        return os._Environ.__delitem__(self, key)
+
+
+def _env_changed():
+    # module.py code that changes the environment changes what later module.py files see:
+    # it is always run, never replayed.
+    if RECORDER.active:
+        resolve._note_opaque()
 
 
 os.environ.__class__ = _RecordingEnviron
@@ -295,7 +357,10 @@ def _apps_to_records(run_list, origins, build_path):
 
 # ---------------------------------------------------------------------------------------------
 
-def _filemap_of(module, attr):
+def _filemap_of(module, attr, st=None):
+    if module._osvb_replayed is not None and st is not None:
+        rec = st.replay[module.name]['record']
+        return rec['usrFiles' if attr == 'usr_files' else 'bootfsFiles']
     if not hasattr(module, attr):
         return None
     value = getattr(module, attr)
@@ -315,12 +380,38 @@ def _resolved_requires(names):
 
 
 def evaluate(params):
+    replay_from = params.get('replay') or {}
+    full_reason = None
+    if replay_from:
+        # Python modules a module.py imported during the abandoned attempt would be found in
+        # sys.modules by the full run, unread (and so unrecorded): they are forgotten first.
+        imported_before = set(sys.modules)
+        try:
+            result = _evaluate_once(params, replay_from)
+            if not result['appsError']:
+                return result
+            full_reason = 'the run configurations failed'
+        except replay.NeedFull as e:
+            full_reason = str(e)
+        except BaseException:  # noqa: BLE001 - reported by the full evaluation, with module.py lines
+            full_reason = 'the partial evaluation failed'
+        HOST.log('evaluating every module.py: %s' % full_reason)
+        for name in [k for k in sys.modules if k not in imported_before]:
+            del sys.modules[name]
+    result = _evaluate_once(params, {})
+    if full_reason:
+        result['partial']['fullReason'] = full_reason
+    return result
+
+
+def _evaluate_once(params, replay_from):
     os.environ.clear()
     os.environ.update(params['env'])
     os.chdir(params['osvBase'])
     resolve._reset(HOST)
     api.run_on_init.next_sequence = 0
     st = resolve._state
+    st.replay = replay_from
     spec = params['spec']
     RECORDER.reset()
     RECORDER.active = True
@@ -329,7 +420,32 @@ def evaluate(params):
     finally:
         RECORDER.active = False
     result['reads'] = RECORDER.export()
+    result['partial'] = _partial_records(st, replay_from)
     return result
+
+
+def _partial_records(st, replay_from):
+    """What the next evaluation needs to replay the modules that ran this time."""
+    modules = {}
+    no_partial = st.no_partial
+    replayed = set(st.replayed)
+    for name, m in st.loaded.items():
+        if name != m.name or name in replayed or not st.has_module_py.get(name, False):
+            continue
+        attrs = replay.module_record(m._osvb_props)
+        if no_partial is None and st.end_of_load.get(name) != attrs['plain']:
+            # Another module.py changed its plain attributes in place.
+            no_partial = 'attributes of %s changed after it was loaded' % name
+        modules[name] = {
+            'replayable': name not in st.unreplayable,
+            'events': st.events.get(name, []),
+            'attrs': attrs,
+        }
+    return {
+        'replayed': st.replayed,
+        'modules': modules,
+        'noPartial': no_partial,
+    }
 
 
 def _evaluate(params, st, spec):
@@ -350,6 +466,8 @@ def _evaluate(params, st, spec):
                 resolve.require_running(item['name'], item['config'])
         resolve.resolve_required_modules_if_other_is_present()
 
+    # From here on the worker reads attributes, not module.py code.
+    st.worker_access = True
     modules = resolve.get_required_modules()
     for module, config in st.run_table.items():
         value = resolve.get_run_config(module, config)
@@ -365,8 +483,8 @@ def _evaluate(params, st, spec):
             'run': st.run_table.get(m),
             'hasModulePy': st.has_module_py.get(m.name, False),
             'requires': _resolved_requires(st.requires.get(m.name, [])),
-            'usrFiles': _filemap_of(m, 'usr_files'),
-            'bootfsFiles': _filemap_of(m, 'bootfs_files'),
+            'usrFiles': _filemap_of(m, 'usr_files', st),
+            'bootfsFiles': _filemap_of(m, 'bootfs_files', st),
         })
 
     # OSv flattens the run list after `make module`; an error here is reported after the
@@ -446,7 +564,7 @@ def main():
             if req.get('method') == 'evaluate':
                 result = evaluate(req['params'])
             elif req.get('method') == 'ping':
-                result = {'python': sys.version.split()[0]}
+                result = {'python': sys.version.split()[0], 'executable': sys.executable}
             else:
                 raise OsvbShimError('OSVB_INTERNAL', 'unknown method %s' % req.get('method'))
             _send({'type': 'result', 'id': req['id'], 'result': result})

@@ -6,35 +6,51 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { childProcess, findOnPath, writeFileAtomic } from '../fsutil/index.js';
+import { findOnPath, writeFileAtomic } from '../fsutil/index.js';
 
 
-export function resolveInterpreter(command: string, cacheFile: string, env: Readonly<Record<string, string | undefined>>, cwd: string): string {
-  if (command.includes('/')) return command;
+/**
+ * What to start: the binary a version-manager shim resolved to, when known. When it is not, the
+ * command found on PATH is started as it is (a shim then costs what it costs module.py, once)
+ * in the base directory with the build's environment, as the shim would be asked, and `learn`
+ * remembers the binary the worker reports for the next build.
+ */
+export interface Interpreter {
+  command: string;
+  cwd?: string;
+  env?: Readonly<Record<string, string | undefined>>;
+  learn?: (executable: string) => void;
+}
+
+export function resolveInterpreter(command: string, cacheFile: string, env: Readonly<Record<string, string | undefined>>, cwd: string): Interpreter {
+  if (command.includes('/')) return { command };
   const found = findOnPath(command, env['PATH']);
-  if (!found) return command; // the worker reports it missing, with the install hint
+  if (!found) return { command }; // the worker reports it missing, with the install hint
   let st: fs.Stats;
   try {
     st = fs.statSync(found);
   } catch {
-    return command;
+    return { command };
   }
   const id = JSON.stringify([found, st.size, st.mtimeMs, env['PATH'], env['PYENV_VERSION'], env['PYENV_ROOT'], env['VIRTUAL_ENV'], cwd]);
   try {
     const c = JSON.parse(fs.readFileSync(cacheFile, 'utf8')) as { id: string; executable: string };
-    if (c.id === id && fs.existsSync(c.executable)) return c.executable;
+    if (c.id === id && fs.existsSync(c.executable)) return { command: c.executable };
   } catch {
     /* not known yet */
   }
-  try {
-    const out = childProcess()
-      .execFileSync(found, ['-c', 'import sys; print(sys.executable)'], { cwd, env: env as NodeJS.ProcessEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
-      .trim();
-    if (!out || !fs.existsSync(out)) return command;
-    fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
-    writeFileAtomic(cacheFile, JSON.stringify({ id, executable: out }));
-    return out;
-  } catch {
-    return command;
-  }
+  return {
+    command: found,
+    cwd,
+    env,
+    learn: (executable) => {
+      if (!executable || !path.isAbsolute(executable) || !fs.existsSync(executable)) return;
+      try {
+        fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
+        writeFileAtomic(cacheFile, JSON.stringify({ id, executable }));
+      } catch {
+        // Asked again next time.
+      }
+    },
+  };
 }

@@ -76,16 +76,49 @@ export interface EvaluationResult {
   userFiles: string[];
   /** What the evaluation looked at (present on a fresh evaluation, not in cached records). */
   reads?: EvaluationReads;
+  /** What a later evaluation needs to replay the modules that ran (fresh evaluations only). */
+  partial?: PartialRecords;
+}
+
+/** How a module.py's run changed the evaluation, and its attributes (opaque to the engine). */
+export interface ModuleReplayRecord {
+  replayable: boolean;
+  events: unknown[];
+  attrs: unknown;
+}
+
+export interface PartialRecords {
+  /** Modules replayed from their records instead of running their module.py. */
+  replayed: string[];
+  /** Modules whose module.py ran. */
+  modules: Record<string, ModuleReplayRecord>;
+  /** Why no module of this evaluation may be replayed next time (null: they may). */
+  noPartial: string | null;
+  /** Why a partial evaluation was abandoned for a full one. */
+  fullReason?: string;
+}
+
+/** What the engine lets the worker replay: the module's directory and its record (with its FileMaps). */
+export interface ReplayInput {
+  dir: string;
+  record: { events: unknown[]; attrs: unknown; usrFiles: FileMapRecord | null; bootfsFiles: FileMapRecord | null };
 }
 
 /** Paths and variables module.py code looked at, as the worker reports them. */
-export interface EvaluationReads {
+export interface ModuleReads {
   files: string[];
   dirs: string[];
   /** `S:path` (followed stat) or `L:path` (lstat). */
   stats: string[];
   env: string[];
   envAll: boolean;
+}
+
+export interface EvaluationReads extends ModuleReads {
+  /** The reads each module.py made while it ran (the union is in the fields above). */
+  byModule?: Record<string, ModuleReads>;
+  /** Reads made outside any module.py (the image config, the worker). */
+  outside?: ModuleReads;
   /** Why the evaluation must not be cached (it wrote files, ran a shell command), if so. */
   uncacheable: string[];
 }
@@ -99,4 +132,6 @@ export interface EvaluateParams {
   buildPath: string;
   env: Record<string, string>;
   spec: EvaluationSpec;
+  /** Modules that may be replayed instead of run (partial evaluation). */
+  replay?: Record<string, ReplayInput>;
 }

@@ -2,12 +2,13 @@
  * The long-lived python3 worker that runs module.py files (one per build). It speaks JSON lines
  * over stdio; while it evaluates it calls back into the engine to locate (and fetch) modules.
  */
-import { readlineModule } from '../fsutil/index.js';
+import { childProcess, readlineModule } from '../fsutil/index.js';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import type { ResultPromise } from 'execa';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { OsvbError, isOsvbError, type OsvbErrorCode } from '../errors/index.js';
 import type { EvaluateParams, EvaluationResult, WorkerErrorRecord } from './types.js';
+import type { Interpreter } from './interpreter.js';
 
 /** The worker script ships in the engine package's python/ folder (found the same way when bundled). */
 export const WORKER_SCRIPT = path.join(path.dirname(createRequire(import.meta.url).resolve('@osv-build/engine/package.json')), 'python', 'osvb_worker.py');
@@ -17,7 +18,7 @@ export interface WorkerHandlers {
 }
 
 export interface WorkerOptions {
-  python?: string;
+  python?: string | Interpreter;
   /** module.py output and the worker's own progress lines. */
   onOutput?: (line: string) => void;
   onLog?: (line: string) => void;
@@ -39,7 +40,9 @@ export function workerErrorToOsvb(rec: WorkerErrorRecord): OsvbError {
 }
 
 export class PythonWorker {
-  private readonly proc: ResultPromise;
+  private readonly proc: ChildProcessWithoutNullStreams;
+  /** Settles when the process has exited and its streams are closed. */
+  private readonly closed: Promise<void>;
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private handlers: WorkerHandlers | undefined;
@@ -47,10 +50,16 @@ export class PythonWorker {
   private readonly stderrTail: string[] = [];
 
   private constructor(
-    proc: ResultPromise,
+    proc: ChildProcessWithoutNullStreams,
     private readonly opts: WorkerOptions,
   ) {
     this.proc = proc;
+    this.closed = new Promise((resolve) => {
+      proc.once('close', () => resolve());
+      proc.once('error', () => resolve());
+    });
+    // A worker that died makes writes to its stdin fail: reported by the 'close' handler.
+    proc.stdin.on('error', () => {});
     const out = readlineModule().createInterface({ input: proc.stdout! });
     out.on('line', (line) => this.onLine(line));
     const err = readlineModule().createInterface({ input: proc.stderr! });
@@ -62,30 +71,38 @@ export class PythonWorker {
   }
 
   static async start(opts: WorkerOptions = {}): Promise<PythonWorker> {
-    const python = opts.python ?? process.env['OSVB_PYTHON'] ?? 'python3';
-    const { execa } = await import('execa');
-    const proc = execa(python, ['-u', WORKER_SCRIPT], {
-      stdin: 'pipe',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      buffer: false,
-      reject: false,
-      env: { PYTHONDONTWRITEBYTECODE: '1' },
+    const interp: Interpreter = typeof opts.python === 'object' ? opts.python : { command: opts.python ?? process.env['OSVB_PYTHON'] ?? 'python3' };
+    const python = interp.command;
+    // node:child_process directly: execa costs 0.1-0.2 s to load, more than a small evaluation.
+    const proc = childProcess().spawn(python, ['-u', WORKER_SCRIPT], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...(interp.env ?? process.env), PYTHONDONTWRITEBYTECODE: '1' },
+      ...(interp.cwd ? { cwd: interp.cwd } : {}),
     });
     const worker = new PythonWorker(proc, opts);
-    void proc.then((res) => {
-      const missing = res.code === 'ENOENT' || /ENOENT/.test(String(res.message ?? ''));
-      worker.exited = missing
-        ? new OsvbError('OSVB_PYTHON_MISSING', `python3 was not found (tried "${python}"); osvb runs module.py files with it`, {
-            hint: 'install it (Debian/Ubuntu: apt-get install -y python3) or point OSVB_PYTHON at a Python 3 interpreter',
-          })
-        : new OsvbError('OSVB_WORKER', `the python3 evaluation worker exited unexpectedly (${res.exitCode ?? res.signal ?? 'unknown'})`, {
-            details: worker.stderrTail.slice(-10),
-          });
+    const fail = (err: OsvbError): void => {
+      worker.exited ??= err;
       for (const p of worker.pending.values()) p.reject(worker.exited);
       worker.pending.clear();
+    };
+    proc.once('error', (e: NodeJS.ErrnoException) => {
+      fail(
+        e.code === 'ENOENT'
+          ? new OsvbError('OSVB_PYTHON_MISSING', `python3 was not found (tried "${python}"); osvb runs module.py files with it`, {
+              hint: 'install it (Debian/Ubuntu: apt-get install -y python3) or point OSVB_PYTHON at a Python 3 interpreter',
+            })
+          : new OsvbError('OSVB_WORKER', `the python3 evaluation worker could not be started (${python}): ${e.message}`),
+      );
     });
-    await worker.request('ping', {});
+    proc.once('close', (code, signal) => {
+      fail(
+        new OsvbError('OSVB_WORKER', `the python3 evaluation worker exited unexpectedly (${code ?? signal ?? 'unknown'})`, {
+          details: worker.stderrTail.slice(-10),
+        }),
+      );
+    });
+    const pong = (await worker.request('ping', {})) as { executable?: unknown };
+    if (interp.learn && typeof pong?.executable === 'string') interp.learn(pong.executable);
     return worker;
   }
 
@@ -143,9 +160,9 @@ export class PythonWorker {
 
   async close(): Promise<void> {
     if (this.exited) return;
-    this.proc.stdin!.end();
+    this.proc.stdin.end();
     const timer = setTimeout(() => this.proc.kill('SIGKILL'), 2000);
-    await this.proc;
+    await this.closed;
     clearTimeout(timer);
   }
 }

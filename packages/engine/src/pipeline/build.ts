@@ -20,9 +20,10 @@ import { generateOsvOutputs, writeOsvOutputs, type OsvOutputs } from '../image/i
 import { hasInnerStarStar, type FileMapCacheEntry } from '../manifest/index.js';
 import { startLine, type Reporter } from '../report/index.js';
 import { buildEnvironment, findLibgccSDirCached, hostArch } from './environment.js';
-import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordReads, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
+import { EVAL_NAMESPACE, evalCacheKey, loadEvalRecord, recordEvaluation, replayInputs, staleChecker, staleRead, type EvalRecord, type RecordedReads } from './evalCache.js';
 import { DependencyRecorder } from './noopMemo.js';
 import { diskCmdline, writeImages, type ImageStageResult } from './images.js';
+import { recordImageDependencies } from './imageDeps.js';
 import { kernelStage } from './kernelStage.js';
 import { earlyCutoff, type MakeEvidence, type SameOutputs } from './cutoff.js';
 import { unsupportedDiskFs, type DiskFormat } from '../image/disk/index.js';
@@ -263,27 +264,40 @@ export async function evaluateCached(
     }
     reason = `the remote cache's record does not hold here: ${why}`;
   }
-  const startedAt = Date.now();
-  const probes: Array<[string, boolean]> = [];
-  const config = loadOsvConfig({ osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, onProbe: (p, e) => probes.push([p, e]) });
-  const spec = parseImageSpec(resolved.words.spec, {
-    imageConfigFor: (name) => {
-      const file = path.join(resolved.osvBase, 'images', `${name}.py`);
-      const exists = fs.existsSync(file);
-      probes.push([file, exists]);
-      return exists ? file : undefined;
-    },
-    defaults: config.defaults,
-  });
-  const worker = await PythonWorker.start({
+  // python3 starts while the config is read and the records are checked.
+  const starting = PythonWorker.start({
     python: resolveInterpreter(resolved.python, path.join(resolved.cacheDir, 'python.json'), resolved.env, resolved.osvBase),
     onOutput: (line) => reporter({ type: 'module-py-output', line }),
     onLog: (text) => reporter({ type: 'log', text }),
   });
+  starting.catch(() => {}); // awaited below; a config error comes first
+  const startedAt = Date.now();
+  const probes: Array<[string, boolean]> = [];
+  let config: ReturnType<typeof loadOsvConfig>;
+  let spec: ReturnType<typeof parseImageSpec>;
+  let replay: ReturnType<typeof replayInputs>;
+  try {
+    config = loadOsvConfig({ osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, onProbe: (p, e) => probes.push([p, e]) });
+    spec = parseImageSpec(resolved.words.spec, {
+      imageConfigFor: (name) => {
+        const file = path.join(resolved.osvBase, 'images', `${name}.py`);
+        const exists = fs.existsSync(file);
+        probes.push([file, exists]);
+        return exists ? file : undefined;
+      },
+      defaults: config.defaults,
+    });
+    // Only the module.py files whose reads changed run again (partial evaluation).
+    replay = rec ? replayInputs(rec, staleChecker(resolved.env, statCache)) : undefined;
+  } catch (e) {
+    await starting.then((w) => w.close(), () => {});
+    throw e;
+  }
+  const worker = await starting;
   let evaluation: EvaluationResult;
   try {
     evaluation = await worker.evaluate(
-      { osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, spec: spec.spec },
+      { osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, spec: spec.spec, ...(replay ? { replay } : {}) },
       {
         locate: async (name) => {
           const located = config.locate(name);
@@ -296,16 +310,20 @@ export async function evaluateCached(
   } finally {
     await worker.close();
   }
-  const { reads, ...result } = evaluation;
+  const { reads, partial, ...result } = evaluation;
+  if (partial) {
+    const ran = Object.keys(partial.modules).length;
+    reporter({ type: 'log', text: `evaluation: ${ran} module.py file${ran === 1 ? '' : 's'} run, ${partial.replayed.length} replayed${partial.fullReason ? ` (a partial evaluation was abandoned: ${partial.fullReason})` : ''}` });
+  }
   let recordedReads: RecordedReads | undefined;
   if (reads) {
-    const recorded = recordReads(reads, { files: config.files, probes, env: [...config.variables, 'OSV_BASE', 'OSV_BUILD_PATH'] }, resolved.env, statCache, startedAt);
+    const recorded = recordEvaluation(reads, partial, rec, { files: config.files, probes, env: [...config.variables, 'OSV_BASE', 'OSV_BUILD_PATH'] }, resolved.env, statCache, startedAt);
     if ('uncacheable' in recorded) {
       reporter({ type: 'log', text: `evaluation not cached: ${recorded.uncacheable}` });
     } else {
-      const record: EvalRecord = { reads: recorded, selected: spec.selected, result };
+      const record: EvalRecord = { reads: recorded.reads, selected: spec.selected, result, ...(recorded.partial ? { partial: recorded.partial } : {}) };
       cache.putAction(EVAL_NAMESPACE, key, record);
-      recordedReads = recorded;
+      recordedReads = recorded.reads;
       if (remote?.canWrite) shareEvalRecord(remote, resolved, record);
     }
   }
@@ -716,11 +734,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     reporter,
   });
   statCache.save();
-  // Image outputs are not fingerprinted: a build that makes one never writes the no-op memo.
-  if (deps && (images.rofs || images.exported || images.oci || images.disk)) deps.fail('image outputs are not fingerprinted');
+  // The image stage's own records say what it read (rofs.img's layout record).
+  if (deps) recordImageDependencies(deps, { osvBase: resolved.osvBase, buildPath: resolved.buildPath, env: resolved.env, images, kernel: kernel !== undefined });
   if (deps && opts.command) {
     for (const name of outputs.files.keys()) deps.add(path.join(resolved.buildPath, name));
-    deps.write({
+    const memoWritten = deps.write({
       cacheDir: resolved.cacheDir,
       osvBase: resolved.osvBase,
       engine: ENGINE_VERSION,
@@ -730,6 +748,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       lines: [startLine(resolved.words.spec, resolved.osvBase, resolved.buildPath)],
       modules: modules.length,
     });
+    if (!memoWritten) reporter({ type: 'log', text: `no "nothing to do" memo: ${deps.reason ?? 'unknown'}` });
   }
   const durationMs = performance.now() - started;
   reporter({ type: 'outputs', buildPath: resolved.buildPath, files: summarizeOutputs(resolved.buildPath, written, images) });

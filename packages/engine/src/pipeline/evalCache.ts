@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { lstatQuiet, statQuiet } from '../fsutil/index.js';
 import { canonicalJson, digestString, digestValue, type Digest, type StatCache } from '../hash/index.js';
 import type { LocalCache } from '../cache/index.js';
-import type { EvaluationReads, EvaluationResult } from '../evaluate/index.js';
+import type { EvaluationReads, EvaluationResult, ModuleReads, ModuleReplayRecord, PartialRecords, ReplayInput } from '../evaluate/index.js';
 
 export type { EvaluationReads };
 
@@ -25,6 +25,15 @@ export interface EvalRecord {
   /** `--no-required` needs the spec's items; image-config mode has none. */
   selected: string[];
   result: EvaluationResult;
+  /**
+   * For a partial evaluation next time: the reads made outside any module.py (config files,
+   * module lookups, the image config), and per module.py that ran its own reads and how to
+   * replay it. Absent: the next evaluation runs every module.py.
+   */
+  partial?: {
+    outside: RecordedReads;
+    modules: Record<string, { reads: RecordedReads; replay: ModuleReplayRecord }>;
+  };
 }
 
 export const EVAL_NAMESPACE = 'eval';
@@ -169,4 +178,79 @@ export function loadEvalRecord(cache: LocalCache, key: string): EvalRecord | und
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The modules a partial evaluation may replay instead of running their module.py: those whose
+ * own reads all hold, when every read outside the module.py files (config files, lookups, the
+ * image config) holds too. Undefined: evaluate everything (no partial record, or a change
+ * outside the module.py files).
+ */
+export function replayInputs(rec: EvalRecord, check: (reads: RecordedReads) => string | undefined): Record<string, ReplayInput> | undefined {
+  if (!rec.partial || check(rec.partial.outside) !== undefined) return undefined;
+  const byName = new Map(rec.result.modules.map((m) => [m.name, m]));
+  const out: Record<string, ReplayInput> = {};
+  for (const [name, m] of Object.entries(rec.partial.modules)) {
+    const evaluated = byName.get(name);
+    if (!m.replay.replayable || !evaluated || check(m.reads) !== undefined) continue;
+    out[name] = { dir: evaluated.dir, record: { events: m.replay.events, attrs: m.replay.attrs, usrFiles: evaluated.usrFiles, bootfsFiles: evaluated.bootfsFiles } };
+  }
+  return out;
+}
+
+const EMPTY_READS: ModuleReads = { files: [], dirs: [], stats: [], env: [], envAll: false };
+
+/** The entries of `all` that `part` names (all has every read of the evaluation, with its current value). */
+function pick(all: RecordedReads, part: ModuleReads, extra?: { files: string[]; probes: Array<[string, boolean]>; env: string[] }): RecordedReads {
+  const files = new Set([...part.files, ...(extra?.files ?? [])]);
+  const dirs = new Set(part.dirs);
+  const stats = new Set([...part.stats, ...(extra?.probes ?? []).map(([p]) => `S:${p}`)]);
+  const env = new Set([...part.env, ...(extra?.env ?? [])]);
+  return {
+    files: all.files.filter(([f]) => files.has(f)),
+    dirs: all.dirs.filter(([d]) => dirs.has(d)),
+    stats: all.stats.filter(([k]) => stats.has(k)),
+    env: all.env.filter(([n]) => env.has(n)),
+    envAll: part.envAll ? all.envAll : null,
+  };
+}
+
+function mergeInto(into: RecordedReads, more: RecordedReads): void {
+  const add = <T>(list: Array<[string, T]>, items: Array<[string, T]>): void => {
+    const have = new Set(list.map(([k]) => k));
+    for (const it of items) if (!have.has(it[0])) list.push(it);
+    list.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  };
+  add(into.files, more.files);
+  add(into.dirs, more.dirs);
+  add(into.stats, more.stats);
+  add(into.env, more.env);
+  into.envAll ??= more.envAll;
+}
+
+/**
+ * The record of a fresh (full or partial) evaluation: every read (the replayed modules' from
+ * their old records, checked to hold just before), and the partial-evaluation records.
+ */
+export function recordEvaluation(
+  reads: EvaluationReads,
+  partial: PartialRecords | undefined,
+  old: EvalRecord | undefined,
+  extra: { files: string[]; probes: Array<[string, boolean]>; env: string[] },
+  env: Readonly<Record<string, string>>,
+  statCache: StatCache,
+  startedAtMs: number,
+): { reads: RecordedReads; partial?: EvalRecord['partial'] } | { uncacheable: string } {
+  const all = recordReads(reads, extra, env, statCache, startedAtMs);
+  if ('uncacheable' in all) return all;
+  const replayed = partial?.replayed ?? [];
+  const kept = replayed.map((name) => old?.partial?.modules[name]);
+  for (const k of kept) if (k) mergeInto(all, k.reads);
+  if (!partial || partial.noPartial !== null || !reads.byModule || !reads.outside || kept.some((k) => !k)) return { reads: all };
+  const modules: NonNullable<EvalRecord['partial']>['modules'] = {};
+  replayed.forEach((name, i) => {
+    modules[name] = kept[i] as NonNullable<EvalRecord['partial']>['modules'][string];
+  });
+  for (const [name, replay] of Object.entries(partial.modules)) modules[name] = { reads: pick(all, reads.byModule[name] ?? EMPTY_READS), replay };
+  return { reads: all, partial: { outside: pick(all, reads.outside, extra), modules } };
 }

@@ -21,3 +21,4 @@ export { layoutRofs, type RofsLayout, type RofsLayoutFile } from './layout.js';
 export { writeRofsImage, writeRofsImageFromManifest, defaultLayoutPath, type RofsCopier, type RofsWriteOptions, type RofsWriteStats } from './writer.js';
 export { nativeCopier } from './nativeCopy.js';
 export { RofsImage, listRofs, readRofsFile, extractRofs, type RofsSource, type RofsEntry, type RofsEntryKind, type RofsSuperblock } from './reader.js';
+export { readLayoutDependencies, type LayoutDependencies } from './layoutFile.js';

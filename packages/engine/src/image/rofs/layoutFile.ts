@@ -232,3 +232,25 @@ export function writeLayoutFile(
     });
   }
 }
+
+/** What a layout file says an image was made from, for the "nothing to do" memo. */
+export interface LayoutDependencies {
+  /** Each regular file's source and its signature (null: too fresh to trust when written). */
+  sources: Array<[string, string | null]>;
+  /** The tree build's reads (`kind:path`) and what was seen; undefined when none were recorded. */
+  tree: TreeReads | undefined;
+}
+
+/** The sources and tree reads a layout file records; undefined when it is missing or not one. */
+export function readLayoutDependencies(layoutPath: string): LayoutDependencies | undefined {
+  let side: LayoutFileJson;
+  try {
+    side = JSON.parse(fs.readFileSync(layoutPath, 'utf8')) as LayoutFileJson;
+  } catch {
+    return undefined;
+  }
+  const t = side?.files;
+  if (side?.format !== FORMAT || side.version !== VERSION || !t || !Array.isArray(t.source) || !Array.isArray(t.signature) || t.source.length !== t.signature.length) return undefined;
+  if (side.tree !== undefined && !validTree(side.tree)) return undefined;
+  return { sources: t.source.map((s, i): [string, string | null] => [s, t.signature[i] ?? null]), tree: side.tree };
+}

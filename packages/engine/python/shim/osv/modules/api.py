@@ -33,6 +33,7 @@ class run_on_init(basic_app):
         self.cmdline = cmdline
         self.sequence = run_on_init.next_sequence
         run_on_init.next_sequence += 1
+        resolve._note_event(('init', self.sequence))
 
     def prepare_manifest(self, build_dir, manifest_type, manifest):
         if manifest_type == 'usr':
