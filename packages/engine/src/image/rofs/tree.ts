@@ -27,21 +27,11 @@ import { applyDefines, expandEntry, parseManifest, unsymlink, decodeManifestText
 import { initHashing } from '../../hash/index.js';
 import { contentPathFor, shouldStrip, stripIdentity, type StripContext } from '../strip.js';
 import { errorValue, listDir, statKind, type TreeReadRecorder } from './treeReads.js';
-import { sourceSignature } from './statBatch.js';
+import { sourceSignature, type RofsSourceSignature } from './statBatch.js';
 
 export interface RofsOrigin {
   file: string;
   line: number;
-}
-
-/** Stat signature of a file's source, used by the incremental writer to skip re-reading it. */
-export interface RofsSourceSignature {
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  /** Device of the source's file system (lets the writer compare its timestamps with that file system's clock). */
-  dev?: number;
 }
 
 export interface RofsFile {
