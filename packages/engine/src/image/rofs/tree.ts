@@ -22,11 +22,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KERNEL_BUILD_FILES } from '../kernelFiles.js';
 import { OsvbError, type SourceLocation } from '../../errors/index.js';
-import { pyJoin, type WalkOrder } from '../../fsutil/index.js';
-import { applyDefines, expandEntry, parseManifest, unsymlink, decodeManifestText } from '../../manifest/index.js';
+import { errorValue, pyJoin, statKind, walkDirents, type WalkObserver, type WalkOrder } from '../../fsutil/index.js';
+import { applyDefines, expandEntry, parseManifest, unsymlink, decodeManifestText, type LinkReadObserver } from '../../manifest/index.js';
 import { initHashing } from '../../hash/index.js';
 import { contentPathFor, shouldStrip, stripIdentity, type StripContext } from '../strip.js';
-import { errorValue, listDir, statKind, type TreeReadRecorder } from './treeReads.js';
 import { sourceSignature, type RofsSourceSignature } from './statBatch.js';
 
 export interface RofsOrigin {
@@ -81,6 +80,14 @@ export interface RofsStripOptions {
   reuseExisting?: boolean;
 }
 
+/** What a tree build tells of its reads, the walk's and the entries' (treeReads.ts's TreeReadRecorder is one). */
+export type RofsTreeReadObserver = WalkObserver & LinkReadObserver & {
+  saw(kind: 'L' | 'R' | 'P' | 'Q', path: string, value: string): void;
+  beforeStripping(p: string): string;
+  stripped(p: string, signature: string, digest: string): void;
+  unrecordable(reason: string): void;
+};
+
 export interface RofsTreeOptions {
   /** Manifest file name, for messages. */
   file: string;
@@ -92,7 +99,7 @@ export interface RofsTreeOptions {
   /** `.so` stripping (spec §6.8); `false` turns it off (the image then stores originals). */
   strip: RofsStripOptions | false;
   /** Told everything the build learns from the file system (see treeReads.ts). */
-  reads?: TreeReadRecorder;
+  reads?: RofsTreeReadObserver;
 }
 
 /** Longest name or link target whose length fits the format's u16. */
@@ -230,21 +237,6 @@ class TreeBuilder {
   }
 }
 
-function isDirFollowing(dir: string, entry: fs.Dirent, reads: TreeReadRecorder | undefined): boolean {
-  if (entry.isDirectory()) return true;
-  if (entry.isFile() || entry.isFIFO() || entry.isSocket() || entry.isBlockDevice() || entry.isCharacterDevice()) return false;
-  const p = pyJoin(dir, entry.name);
-  let st: fs.Stats | undefined;
-  try {
-    st = fs.statSync(p, { throwIfNoEntry: false });
-  } catch (e) {
-    reads?.saw('S', p, errorValue(e));
-    return false;
-  }
-  reads?.saw('S', p, statKind(st));
-  return st?.isDirectory() ?? false;
-}
-
 interface Walked {
   guest: string;
   host: string;
@@ -258,14 +250,13 @@ interface PlainFileSink {
   dir(guestDir: string): RofsDir;
   add(dir: RofsDir, name: string, file: RofsFile): void;
   origin: RofsOrigin;
-  reads: TreeReadRecorder | undefined;
+  reads: RofsTreeReadObserver | undefined;
 }
 
 /**
- * The `/**` tree copy of OSv's `expand` (spec §6.5 rule 1) over Python `os.walk` semantics:
- * the same walk as fsutil's pyWalk (files of a directory first, then sub-directories, links to
- * directories neither emitted nor descended), but keeping each entry's type, so that regular
- * files need no further stat (on a tree of 20k files that is most of the tree's cost). Plain
+ * The `/**` tree copy of OSv's `expand` (spec §6.5 rule 1) over fsutil's walk, as expandEntry
+ * does it, but with each entry's type from its directory listing, so that regular files need no
+ * further stat (on a tree of 20k files that is most of the tree's cost). Plain
  * files go straight to `sink` (no per-file guest path to split, no intermediate object: with
  * tens of thousands of files, allocation and path handling are what the tree costs); every
  * other entry is yielded, in its place in the walk order.
@@ -273,46 +264,19 @@ interface PlainFileSink {
 function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrder, sink: PlainFileSink): Generator<Walked> {
   const g = guest.slice(0, -2);
   const h = host.slice(0, -2);
-  const walk = function* (top: string): Generator<Walked> {
-    const real = onDisk(cwd, top);
-    const signature = sink.reads?.beforeListing(real) ?? '';
-    const entries = listDir(real, order);
-    sink.reads?.listed(real, signature, entries);
-    if (!entries) return;
-    const dirs: fs.Dirent[] = [];
-    let rel = top.slice(h.length);
+  for (const step of walkDirents(h, order, cwd, sink.reads)) {
+    let rel = step.dirpath.slice(h.length);
     if (rel !== '') rel += '/';
     const hostDir = h + rel;
     const sourceDir = onDisk(cwd, hostDir);
     let into: RofsDir | undefined;
-    for (const e of entries) {
-      if (isDirFollowing(real, e, sink.reads)) dirs.push(e);
-      else if (e.isFile() && !e.name.endsWith('.so')) {
+    for (const e of step.files) {
+      if (e.isFile() && !e.name.endsWith('.so')) {
         into ??= sink.dir(g + rel);
         sink.add(into, e.name, { kind: 'file', source: sourceDir + e.name, host: hostDir + e.name, origin: sink.origin });
       } else yield { guest: g + rel + e.name, host: hostDir + e.name, regular: e.isFile() };
     }
-    for (const e of dirs) {
-      const sub = pyJoin(top, e.name);
-      let link = false;
-      // An entry typed as a directory is no symlink (Node lstats entries of unknown type); only
-      // a symlink found to lead to a directory needs the os.walk islink test.
-      if (!e.isDirectory()) {
-        const at = onDisk(cwd, sub);
-        try {
-          const st = fs.lstatSync(at, { throwIfNoEntry: false });
-          sink.reads?.saw('L', at, statKind(st));
-          link = st?.isSymbolicLink() ?? false;
-        } catch (err) {
-          /* unreadable: os.walk skips what it cannot list */
-          sink.reads?.saw('L', at, errorValue(err));
-        }
-      }
-      if (link) continue;
-      yield* walk(sub);
-    }
-  };
-  yield* walk(h);
+  }
 }
 
 function onDisk(cwd: string, p: string): string {
@@ -320,7 +284,7 @@ function onDisk(cwd: string, p: string): string {
 }
 
 /** lstat without exceptions for the common "missing" case (exceptions cost more than the syscall). */
-function lstatOrProblem(p: string, reads: TreeReadRecorder | undefined): { st?: fs.Stats; problem?: string } {
+function lstatOrProblem(p: string, reads: RofsTreeReadObserver | undefined): { st?: fs.Stats; problem?: string } {
   try {
     const st = fs.lstatSync(p, { throwIfNoEntry: false });
     reads?.saw('L', p, statKind(st));
@@ -338,7 +302,7 @@ function errnoText(e: unknown): string {
   return `cannot be read (${code ?? String(e)})`;
 }
 
-function stripped(host: string, ctx: StripContext, origin: RofsOrigin, reads: TreeReadRecorder | undefined): string {
+function stripped(host: string, ctx: StripContext, origin: RofsOrigin, reads: RofsTreeReadObserver | undefined): string {
   const abs = path.resolve(ctx.cwd, host);
   const signature = reads?.beforeStripping(abs);
   if (reads) reads.saw('P', ctx.strip, stripIdentity(ctx.strip));
