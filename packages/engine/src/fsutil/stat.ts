@@ -17,6 +17,19 @@ export function statQuiet(p: string): fs.Stats | undefined {
   }
 }
 
+/** The kind of a path a stat found: `f` file, `d` directory, `l` link, `o` other; `-` when it is missing. */
+export function statKind(st: { mode: number } | undefined): string {
+  if (!st) return '-';
+  const type = st.mode & 0o170000;
+  return type === 0o120000 ? 'l' : type === 0o040000 ? 'd' : type === 0o100000 ? 'f' : 'o';
+}
+
+/** What a failed stat or readlink says, in statKind's terms: `-` missing, else `!` and the error code. */
+export function errorValue(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR' ? '-' : `!${code ?? 'error'}`;
+}
+
 /** os.path.lexists: true for a dangling link too. */
 export function lexists(p: string): boolean {
   return lstatQuiet(p) !== undefined;

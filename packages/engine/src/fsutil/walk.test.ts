@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pyWalk, type WalkOrder, type WalkStep } from './walk.js';
+import { pyWalk, walkDirents, type WalkOrder, type WalkStep } from './walk.js';
 
 type Step = [string, string[], string[]];
 
@@ -169,5 +169,47 @@ describe('pyWalk', () => {
     } finally {
       fs.chmodSync(path.join(locked, 'no'), 0o755);
     }
+  });
+});
+
+describe('walkDirents', () => {
+  it('is the walk pyWalk yields, with each entry typed', () => {
+    for (const order of ['os', 'sorted'] as WalkOrder[]) {
+      const typed = [...walkDirents(T, order)].map((s) => [s.dirpath, s.dirs.map((d) => d.name), s.files.map((f) => f.name)]);
+      expect(typed).toEqual(steps(pyWalk(T, order)));
+    }
+    const top = [...walkDirents('T', 'sorted', root)][0];
+    expect(top?.real).toBe(T);
+    expect(top?.files.find((f) => f.name === 'f1')?.isFile()).toBe(true);
+    expect(top?.files.find((f) => f.name === 'lnk')?.isSymbolicLink()).toBe(true);
+  });
+
+  it('tells an observer each listing, and the stat and lstat it needed (none for typed entries)', () => {
+    const events: string[] = [];
+    const walked = [
+      ...walkDirents('mid', 'sorted', T, {
+        beforeListing: (dir) => {
+          events.push(`before ${dir}`);
+          return `sig ${dir}`;
+        },
+        listed: (dir, before, entries) => events.push(`listed ${dir} ${before} ${entries?.map((e) => e.name).join(',')}`),
+        saw: (kind, p, value) => events.push(`${kind} ${p} ${value}`),
+      }),
+    ];
+    const mid = path.join(T, 'mid');
+    expect(walked.map((s) => s.dirpath)).toEqual(['mid']);
+    expect(events).toEqual([
+      `before ${mid}`,
+      `listed ${mid} sig ${mid} abslink,in-mid`,
+      `S ${mid}/abslink d`,
+      // A link to a directory is a dirname, and not descended into.
+      `L ${mid}/abslink l`,
+    ]);
+  });
+
+  it('tells an observer a directory it cannot list', () => {
+    const seen: string[] = [];
+    expect([...walkDirents(path.join(root, 'missing'), 'os', undefined, { listed: (d, _b, entries) => seen.push(`${d} ${entries === undefined}`) })]).toEqual([]);
+    expect(seen).toEqual([`${path.join(root, 'missing')} true`]);
   });
 });

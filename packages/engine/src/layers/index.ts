@@ -8,11 +8,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { OsvbError } from '../errors/index.js';
-import { lstatQuiet, type WalkOrder } from '../fsutil/index.js';
+import type { WalkOrder } from '../fsutil/index.js';
 import { digestValue, type Digest, type StatCache } from '../hash/index.js';
-import { applyDefines, expandEntry, parseManifest, unsymlink } from '../manifest/index.js';
-import { contentPathFor, type StripContext } from '../image/strip.js';
+import { applyDefines, expandEntry, parseManifest } from '../manifest/index.js';
+import type { StripContext } from '../image/strip.js';
+import { EntryResolver, hostFileError } from './resolve.js';
+
+export { EntryResolver, hostFileError, errnoText, type EntryReadObserver, type EntryResolveOptions, type EntryOrigin, type ResolvedEntry, type ResolvedFile } from './resolve.js';
 
 export interface ImageEntry {
   guest: string;
@@ -44,31 +46,28 @@ export interface LayerOptions {
 }
 
 
-/** Entries of one manifest section, with ROFS's rules (strip before the link test, §6.7). */
+/**
+ * Entries of one manifest section, resolved as the ROFS tree resolves them (resolve.ts: strip
+ * before the link test, §6.7); a host file that cannot be imaged is an error at its line, with
+ * the ROFS tree's text. A file or directory keeps its host permission bits (the original's, for
+ * a stripped `.so`).
+ */
 export function layerEntries(text: string, opts: LayerOptions): ImageEntry[] {
   const out: ImageEntry[] = [];
+  const cwd = path.resolve(opts.cwd);
+  const resolver = new EntryResolver({ cwd, strip: opts.strip });
   for (const raw of parseManifest(text, opts.file)) {
     const where = { file: opts.file, line: raw.line };
     const defined = { ...raw, host: applyDefines(raw.host, opts.defines, where) };
-    for (const e of expandEntry(defined, opts.cwd, opts.walkOrder)) {
-      const host = unsymlink(e.host, opts.cwd, where);
-      if (host.startsWith('->')) {
-        out.push({ guest: e.guest, kind: 'link', target: host.slice(2) });
-        continue;
+    for (const e of expandEntry(defined, cwd, opts.walkOrder)) {
+      const r = resolver.resolve(e.host, where);
+      if (r.kind === 'link') out.push({ guest: e.guest, kind: 'link', target: r.target });
+      else if (r.kind === 'dir') out.push({ guest: e.guest, kind: 'dir', mode: r.st.mode & 0o777 });
+      else if (r.kind === 'file') {
+        if (r.problem || !r.st) throw hostFileError(r.host, e.guest, r.problem ?? 'does not exist', where);
+        const mode = r.stripped ? fs.statSync(path.resolve(cwd, r.host)).mode : r.st.mode;
+        out.push({ guest: e.guest, kind: 'file', source: r.source, mode: mode & 0o777 });
       }
-      if (host.endsWith('-stripped.so')) continue;
-      const content = contentPathFor(host, opts.strip);
-      const abs = path.resolve(opts.cwd, host);
-      const st = lstatQuiet(content === abs ? abs : content);
-      if (!st) {
-        throw new OsvbError('OSVB_IMAGE_INPUT', `host file does not exist: ${host} (for ${e.guest})`, {
-          location: where,
-          hint: 'a manifest line maps a file that neither the tree nor a module build provides',
-        });
-      }
-      if (content === abs && st.isSymbolicLink()) out.push({ guest: e.guest, kind: 'link', target: fs.readlinkSync(abs) });
-      else if (st.isDirectory()) out.push({ guest: e.guest, kind: 'dir', mode: st.mode & 0o777 });
-      else out.push({ guest: e.guest, kind: 'file', source: content, mode: fs.statSync(abs).mode & 0o777 });
     }
   }
   return out;

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { OsvbError } from '../errors/index.js';
-import { pyDirname, pyJoin, pyWalk, type WalkOrder } from '../fsutil/index.js';
+import { errorValue, pyDirname, pyJoin, pyWalk, type WalkOrder } from '../fsutil/index.js';
 import type { ManifestEntry } from './parse.js';
 
 export interface ExpandOptions {
@@ -89,8 +89,7 @@ function unsymlinkAt(host: string, cwd: string, where: { file: string; line: num
   try {
     link = fs.readlinkSync(at);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    observe?.saw('R', at, code === 'ENOENT' || code === 'ENOTDIR' ? '-' : `!${code ?? 'error'}`);
+    observe?.saw('R', at, errorValue(e));
     return host;
   }
   observe?.saw('R', at, `l:${link}`);

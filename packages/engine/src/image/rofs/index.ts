@@ -13,10 +13,10 @@ export {
   type RofsFile,
   type RofsLink,
   type RofsOrigin,
-  type RofsSourceSignature,
   type RofsTreeOptions,
   type RofsStripOptions,
 } from './tree.js';
+export type { RofsSourceSignature } from './statBatch.js';
 export { layoutRofs, type RofsLayout, type RofsLayoutFile } from './layout.js';
 export { writeRofsImage, writeRofsImageFromManifest, defaultLayoutPath, type RofsCopier, type RofsWriteOptions, type RofsWriteStats } from './writer.js';
 export { nativeCopier } from './nativeCopy.js';

@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../../fsutil/index.js';
 import { blocksFor, ROFS_BLOCK, ROFS_INODE_BYTES } from './format.js';
 import { hex, readAtLeast, type Hasher } from './io.js';
 import type { RofsLayout, RofsLayoutFile } from './layout.js';
-import type { RofsSourceSignature } from './tree.js';
+import type { RofsSourceSignature } from './statBatch.js';
 import type { TreeReads } from './treeReads.js';
 
 const FORMAT = 'osvb-rofs-layout';

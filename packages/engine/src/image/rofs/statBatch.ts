@@ -5,7 +5,6 @@
  */
 import * as fs from 'node:fs';
 import { nativeCopier, nativeStatsOfAny, type NativeStat } from './nativeCopy.js';
-import type { RofsSourceSignature } from './tree.js';
 
 /** What a stat found: Stats' own numbers (so that signatures compare equal whichever made them). */
 export type PathStat = NativeStat;
@@ -15,6 +14,16 @@ const S_IFMT = 0o170000;
 
 export function isRegular(st: PathStat): boolean {
   return (st.mode & S_IFMT) === 0o100000;
+}
+
+/** Stat signature of a file's source, used by the incremental writer to skip re-reading it. */
+export interface RofsSourceSignature {
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  /** Device of the source's file system (lets the writer compare its timestamps with that file system's clock). */
+  dev?: number;
 }
 
 /** The part of a stat a file's signature keeps. */

@@ -1,9 +1,10 @@
 /**
  * The ROFS tree, built from a stage B manifest exactly as OSv's `scripts/gen-rofs-img.py` builds
- * its nested dict (spec §8.1): read → `-D` defines → `/**` and `/&/` expansion → `unsymlink`,
- * then per entry `->T` links, `*-stripped.so` hosts skipped, `.so` stripping *before* the
- * symlink test, host symlink → link with the link's text, host directory → directories, anything
- * else → a file. Maps are get-or-insert and ordered: an existing key keeps its position, a file
+ * its nested dict (spec §8.1): read → `-D` defines → `/**` and `/&/` expansion → each entry
+ * resolved by layers' EntryResolver (`unsymlink`, `->T` links, `*-stripped.so` hosts skipped,
+ * `.so` stripping *before* the symlink test, host symlink → link with the link's text, host
+ * directory → directories, anything else → a file; the layers resolve entries the same way).
+ * Maps are get-or-insert and ordered: an existing key keeps its position, a file
  * or link assignment replaces the value in place, a directory mapping onto a file leaves it.
  * Guest paths without a leading `/` land outside the root and are dropped, as in OSv.
  *
@@ -20,28 +21,17 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KERNEL_BUILD_FILES } from '../kernelFiles.js';
 import { OsvbError, type SourceLocation } from '../../errors/index.js';
-import { pyJoin, type WalkOrder } from '../../fsutil/index.js';
-import { applyDefines, expandEntry, parseManifest, unsymlink, decodeManifestText } from '../../manifest/index.js';
+import { pyJoin, walkDirents, type WalkObserver, type WalkOrder } from '../../fsutil/index.js';
+import { applyDefines, expandEntry, parseManifest, decodeManifestText } from '../../manifest/index.js';
 import { initHashing } from '../../hash/index.js';
-import { contentPathFor, shouldStrip, stripIdentity, type StripContext } from '../strip.js';
-import { errorValue, listDir, statKind, type TreeReadRecorder } from './treeReads.js';
-import { sourceSignature } from './statBatch.js';
+import { EntryResolver, errnoText, hostFileError, type EntryReadObserver } from '../../layers/index.js';
+import type { StripContext } from '../strip.js';
+import { sourceSignature, type RofsSourceSignature } from './statBatch.js';
 
 export interface RofsOrigin {
   file: string;
   line: number;
-}
-
-/** Stat signature of a file's source, used by the incremental writer to skip re-reading it. */
-export interface RofsSourceSignature {
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  /** Device of the source's file system (lets the writer compare its timestamps with that file system's clock). */
-  dev?: number;
 }
 
 export interface RofsFile {
@@ -91,6 +81,9 @@ export interface RofsStripOptions {
   reuseExisting?: boolean;
 }
 
+/** What a tree build tells of its reads, the walk's and the entries' (treeReads.ts's TreeReadRecorder is one). */
+export type RofsTreeReadObserver = WalkObserver & EntryReadObserver;
+
 export interface RofsTreeOptions {
   /** Manifest file name, for messages. */
   file: string;
@@ -101,8 +94,8 @@ export interface RofsTreeOptions {
   walkOrder?: WalkOrder;
   /** `.so` stripping (spec §6.8); `false` turns it off (the image then stores originals). */
   strip: RofsStripOptions | false;
-  /** Told everything the build learns from the file system (see treeReads.ts). */
-  reads?: TreeReadRecorder;
+  /** Told everything the build learns from the file system. */
+  reads?: RofsTreeReadObserver;
 }
 
 /** Longest name or link target whose length fits the format's u16. */
@@ -240,21 +233,6 @@ class TreeBuilder {
   }
 }
 
-function isDirFollowing(dir: string, entry: fs.Dirent, reads: TreeReadRecorder | undefined): boolean {
-  if (entry.isDirectory()) return true;
-  if (entry.isFile() || entry.isFIFO() || entry.isSocket() || entry.isBlockDevice() || entry.isCharacterDevice()) return false;
-  const p = pyJoin(dir, entry.name);
-  let st: fs.Stats | undefined;
-  try {
-    st = fs.statSync(p, { throwIfNoEntry: false });
-  } catch (e) {
-    reads?.saw('S', p, errorValue(e));
-    return false;
-  }
-  reads?.saw('S', p, statKind(st));
-  return st?.isDirectory() ?? false;
-}
-
 interface Walked {
   guest: string;
   host: string;
@@ -268,14 +246,13 @@ interface PlainFileSink {
   dir(guestDir: string): RofsDir;
   add(dir: RofsDir, name: string, file: RofsFile): void;
   origin: RofsOrigin;
-  reads: TreeReadRecorder | undefined;
+  reads: RofsTreeReadObserver | undefined;
 }
 
 /**
- * The `/**` tree copy of OSv's `expand` (spec §6.5 rule 1) over Python `os.walk` semantics:
- * the same walk as fsutil's pyWalk (files of a directory first, then sub-directories, links to
- * directories neither emitted nor descended), but keeping each entry's type, so that regular
- * files need no further stat (on a tree of 20k files that is most of the tree's cost). Plain
+ * The `/**` tree copy of OSv's `expand` (spec §6.5 rule 1) over fsutil's walk, as expandEntry
+ * does it, but with each entry's type from its directory listing, so that regular files need no
+ * further stat (on a tree of 20k files that is most of the tree's cost). Plain
  * files go straight to `sink` (no per-file guest path to split, no intermediate object: with
  * tens of thousands of files, allocation and path handling are what the tree costs); every
  * other entry is yielded, in its place in the walk order.
@@ -283,86 +260,23 @@ interface PlainFileSink {
 function* walkTreeCopy(guest: string, host: string, cwd: string, order: WalkOrder, sink: PlainFileSink): Generator<Walked> {
   const g = guest.slice(0, -2);
   const h = host.slice(0, -2);
-  const walk = function* (top: string): Generator<Walked> {
-    const real = onDisk(cwd, top);
-    const signature = sink.reads?.beforeListing(real) ?? '';
-    const entries = listDir(real, order);
-    sink.reads?.listed(real, signature, entries);
-    if (!entries) return;
-    const dirs: fs.Dirent[] = [];
-    let rel = top.slice(h.length);
+  for (const step of walkDirents(h, order, cwd, sink.reads)) {
+    let rel = step.dirpath.slice(h.length);
     if (rel !== '') rel += '/';
     const hostDir = h + rel;
     const sourceDir = onDisk(cwd, hostDir);
     let into: RofsDir | undefined;
-    for (const e of entries) {
-      if (isDirFollowing(real, e, sink.reads)) dirs.push(e);
-      else if (e.isFile() && !e.name.endsWith('.so')) {
+    for (const e of step.files) {
+      if (e.isFile() && !e.name.endsWith('.so')) {
         into ??= sink.dir(g + rel);
         sink.add(into, e.name, { kind: 'file', source: sourceDir + e.name, host: hostDir + e.name, origin: sink.origin });
       } else yield { guest: g + rel + e.name, host: hostDir + e.name, regular: e.isFile() };
     }
-    for (const e of dirs) {
-      const sub = pyJoin(top, e.name);
-      let link = false;
-      // An entry typed as a directory is no symlink (Node lstats entries of unknown type); only
-      // a symlink found to lead to a directory needs the os.walk islink test.
-      if (!e.isDirectory()) {
-        const at = onDisk(cwd, sub);
-        try {
-          const st = fs.lstatSync(at, { throwIfNoEntry: false });
-          sink.reads?.saw('L', at, statKind(st));
-          link = st?.isSymbolicLink() ?? false;
-        } catch (err) {
-          /* unreadable: os.walk skips what it cannot list */
-          sink.reads?.saw('L', at, errorValue(err));
-        }
-      }
-      if (link) continue;
-      yield* walk(sub);
-    }
-  };
-  yield* walk(h);
+  }
 }
 
 function onDisk(cwd: string, p: string): string {
   return p === '' || p.startsWith('/') ? p : pyJoin(cwd, p);
-}
-
-/** lstat without exceptions for the common "missing" case (exceptions cost more than the syscall). */
-function lstatOrProblem(p: string, reads: TreeReadRecorder | undefined): { st?: fs.Stats; problem?: string } {
-  try {
-    const st = fs.lstatSync(p, { throwIfNoEntry: false });
-    reads?.saw('L', p, statKind(st));
-    return st ? { st } : { problem: 'does not exist' };
-  } catch (err) {
-    reads?.saw('L', p, errorValue(err));
-    return { problem: errnoText(err) };
-  }
-}
-
-function errnoText(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT' || code === 'ENOTDIR') return 'does not exist';
-  if (code === 'EACCES' || code === 'EPERM') return 'cannot be read (permission denied)';
-  return `cannot be read (${code ?? String(e)})`;
-}
-
-function stripped(host: string, ctx: StripContext, origin: RofsOrigin, reads: TreeReadRecorder | undefined): string {
-  const abs = path.resolve(ctx.cwd, host);
-  const signature = reads?.beforeStripping(abs);
-  if (reads) reads.saw('P', ctx.strip, stripIdentity(ctx.strip));
-  try {
-    return contentPathFor(
-      host,
-      ctx,
-      reads && ((digest) => reads.stripped(abs, signature ?? '', digest)),
-      // Which copy wins depends on two timestamps at this moment: no memo of this tree.
-      reads && ((copy) => reads.unrecordable(`${copy} was used as it is (--compat=osv)`)),
-    );
-  } catch (e) {
-    throw new OsvbError('OSVB_IO', `cannot keep a stripped copy of "${host}" in ${ctx.cacheDir}: ${(e as Error).message}`, { ...loc(origin), cause: e });
-  }
 }
 
 /** Build the tree from manifest text. Throws OsvbError (with file and line) on every input gen-rofs-img cannot handle. */
@@ -383,16 +297,7 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
     : undefined;
   const b = new TreeBuilder();
   const reads = opts.reads;
-  // The strip rule compares hosts with the build directory's real path.
-  if (reads && stripCtx) {
-    let real: string;
-    try {
-      real = fs.realpathSync(cwd);
-    } catch (e) {
-      real = errorValue(e);
-    }
-    reads.saw('Q', cwd, real);
-  }
+  const resolver = new EntryResolver({ cwd, strip: stripCtx, reads });
 
   for (const raw of parseManifest(text, opts.file)) {
     const origin: RofsOrigin = { file: opts.file, line: raw.line };
@@ -408,48 +313,18 @@ export async function buildRofsTree(text: string, opts: RofsTreeOptions): Promis
         ? walkTreeCopy(defined.guest, defined.host, cwd, walkOrder, sink)
         : expandEntry(defined, cwd, walkOrder);
     for (const e of expanded) {
-      if (e.regular && !e.host.endsWith('-stripped.so') && !(stripCtx && shouldStrip(e.host, cwd))) {
-        // A regular file by its directory entry: unsymlink leaves it alone, it is neither a link
-        // nor a directory. Its size is found when it is read (or stat'ed by an incremental write).
-        b.setLeaf(e.guest, { kind: 'file', source: onDisk(cwd, e.host), host: e.host, origin }, origin);
-        continue;
-      }
-      // unsymlink only changes hosts that are links (or start with ! or ->): lstat first, which
-      // the file case needs anyway, instead of a readlink that fails for every plain file.
-      let host = e.host;
-      let probe: { st?: fs.Stats; problem?: string } | undefined;
-      if (host.startsWith('!') || host.startsWith('->')) {
-        host = unsymlink(host, cwd, origin, reads);
-      } else {
-        probe = lstatOrProblem(onDisk(cwd, host), reads);
-        if (probe.st?.isSymbolicLink()) {
-          host = unsymlink(host, cwd, origin, reads);
-          probe = undefined;
-        }
-      }
-      if (host.startsWith('->')) {
-        b.setLeaf(e.guest, { kind: 'link', target: host.slice(2), origin }, origin);
-        continue;
-      }
-      if (host.endsWith('-stripped.so')) continue;
-      const plain = onDisk(cwd, host);
-      const source = stripCtx && shouldStrip(host, cwd) ? stripped(host, stripCtx, origin, reads) : plain;
-      if (probe === undefined || source !== plain) probe = lstatOrProblem(source, reads);
-      const { st } = probe;
-      let problem = probe.problem;
-      if (st?.isSymbolicLink()) {
-        const target = fs.readlinkSync(source);
-        reads?.saw('R', source, `l:${target}`);
-        b.setLeaf(e.guest, { kind: 'link', target, origin }, origin);
-      } else if (st?.isDirectory()) {
-        b.makeDirs(e.guest, origin);
-      } else {
-        if (st && !st.isFile()) problem = 'is not a regular file (a device, socket or FIFO)';
-        const size = st ? st.size : 0;
-        const file: RofsFile = { kind: 'file', source, size, host, origin };
-        if (st && !problem) file.signature = sourceSignature(st);
+      const r = resolver.resolve(e.host, origin, e.regular);
+      if (r.kind === 'file') {
+        // A file resolved by its directory entry has no size yet: it is found when the file is
+        // read (or stat'ed by an incremental write).
+        const file: RofsFile = r.st || r.problem ? { kind: 'file', source: r.source, size: r.st ? r.st.size : 0, host: r.host, origin } : { kind: 'file', source: r.source, host: r.host, origin };
+        if (r.st && !r.problem) file.signature = sourceSignature(r.st);
         b.setLeaf(e.guest, file, origin);
-        if (problem) b.problems.set(file, problem);
+        if (r.problem) b.problems.set(file, r.problem);
+      } else if (r.kind === 'link') {
+        b.setLeaf(e.guest, { kind: 'link', target: r.target, origin }, origin);
+      } else if (r.kind === 'dir') {
+        b.makeDirs(e.guest, origin);
       }
     }
   }
@@ -484,15 +359,6 @@ export async function readRofsTree(manifestPath: string, opts: Omit<RofsTreeOpti
   return buildRofsTree(readRofsManifest(manifestPath, file), { ...opts, file });
 }
 
-/** What to do about a host file that does not exist: a kernel build's file is not made by a module. */
-function missingHint(host: string): string {
-  const rel = host.replace(/^\.\//, '');
-  if (KERNEL_BUILD_FILES.includes(rel)) {
-    return `${rel} is made by OSv's kernel build, not by a module: build in an OSv source tree (osvb builds its kernel), or pass --kernel DIR with a kernel build's outputs (loader.img, libenviron.so, …)`;
-  }
-  return 'build the module that produces it, or fix the manifest line';
-}
-
 /**
  * Check every name, link target and file of the image part of a tree (what gen-rofs-img would
  * serialise), iteratively. `problems` carries host files that could not be stat'ed.
@@ -500,10 +366,10 @@ function missingHint(host: string): string {
 export function checkRofsTree(tree: RofsTree, problems?: ReadonlyMap<RofsFile, string>): void {
   let first: OsvbError | undefined;
   let firstLine = Infinity;
-  const report = (node: RofsNode, message: string, hint?: string): void => {
+  const report = (node: RofsNode, error: string | OsvbError): void => {
     const line = node.origin?.line ?? Infinity;
     if (first && line >= firstLine) return;
-    first = new OsvbError('OSVB_IMAGE_INPUT', message, { ...(node.origin ? loc(node.origin) : {}), ...(hint ? { hint } : {}) });
+    first = typeof error === 'string' ? new OsvbError('OSVB_IMAGE_INPUT', error, node.origin ? loc(node.origin) : {}) : error;
     firstLine = line;
   };
   const stack: Array<{ dir: RofsDir; path: string }> = [{ dir: tree.root, path: '' }];
@@ -521,13 +387,7 @@ export function checkRofsTree(tree: RofsTree, problems?: ReadonlyMap<RofsFile, s
         if (p) report(node, `guest link "${guest}" -> "${node.target}": ${p}`);
       } else {
         const p = problems?.get(node);
-        if (p) {
-          report(
-            node,
-            `host file "${node.host ?? node.source}" for guest path "${guest}" ${p}`,
-            p === 'does not exist' ? missingHint(node.host ?? node.source) : undefined,
-          );
-        }
+        if (p) report(node, hostFileError(node.host ?? node.source, guest, p, node.origin));
       }
     }
   }

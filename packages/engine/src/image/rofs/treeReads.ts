@@ -3,7 +3,7 @@
  * write can tell, without building the tree again, that it would come out the same.
  *
  * A tree is a function of the manifest text, the options, and these reads (nothing else is
- * looked at; tree.ts reports every one of them here):
+ * looked at; the walk, unsymlink and the entry resolution tree.ts uses report every one here):
  * - `D` a directory listed by a `/**` walk: its stat signature, taken before listing, and a
  *   digest of the names and entry types in the order the walk used. The signature alone
  *   vouches for the listing only when it was old enough to trust (a directory changed in the
@@ -23,7 +23,7 @@
  * second look), so a change after the build makes a read disagree next time, never agree wrongly.
  */
 import * as fs from 'node:fs';
-import { statQuiet, type WalkOrder } from '../../fsutil/index.js';
+import { errorValue, listDir, statKind, statQuiet, type WalkOrder } from '../../fsutil/index.js';
 import type { PathStat } from './statBatch.js';
 
 export type TreeReadKind = 'D' | 'L' | 'S' | 'R' | 'E' | 'C' | 'P' | 'Q';
@@ -37,31 +37,6 @@ export interface TreeReads {
 /** A source modified this recently is not trusted by its stat signature (same-tick rewrites). */
 export const RACY_MS = 2000;
 
-/** UTF-16 order equals UTF-8 byte order unless a surrogate or a code unit above them is involved. */
-const NOT_BELOW_SURROGATES = /[\ud800-\uffff]/;
-function compareBytes(a: string, b: string): number {
-  if (!NOT_BELOW_SURROGATES.test(a) && !NOT_BELOW_SURROGATES.test(b)) return a < b ? -1 : a > b ? 1 : 0;
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-/** A directory's entries in walk order ('sorted': byte order; 'os': as the OS returns them); undefined when it cannot be listed. */
-export function listDir(dir: string, order: WalkOrder): fs.Dirent[] | undefined {
-  try {
-    if (order === 'sorted') return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => compareBytes(a.name, b.name));
-    const entries: fs.Dirent[] = [];
-    // 256 entries a call into the binding instead of 32: the walk reads every entry anyway.
-    const handle = fs.opendirSync(dir, { bufferSize: 256 });
-    try {
-      for (let d = handle.readSync(); d !== null; d = handle.readSync()) entries.push(d);
-    } finally {
-      handle.closeSync();
-    }
-    return entries;
-  } catch {
-    return undefined;
-  }
-}
-
 function direntType(e: fs.Dirent): string {
   return e.isFile() ? 'f' : e.isDirectory() ? 'd' : e.isSymbolicLink() ? 'l' : e.isFIFO() || e.isSocket() || e.isBlockDevice() || e.isCharacterDevice() ? 'o' : '?';
 }
@@ -72,23 +47,6 @@ function listingDigest(entries: readonly fs.Dirent[] | undefined, hash: (text: s
   let s = '';
   for (const e of entries) s += `${direntType(e)}${e.name}\0`;
   return hash(s);
-}
-
-/** The kind of a path a stat found: file, directory, link, other; `-` when it is missing. */
-export function statKind(st: { mode: number } | undefined): string {
-  return st ? kindOfMode(st.mode) : '-';
-}
-
-/** statKind from st_mode bits. */
-function kindOfMode(mode: number): string {
-  const type = mode & 0o170000;
-  return type === 0o120000 ? 'l' : type === 0o040000 ? 'd' : type === 0o100000 ? 'f' : 'o';
-}
-
-/** What a failed stat or readlink says, as a read value: missing, or the error code. */
-export function errorValue(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR' ? '-' : `!${code ?? 'error'}`;
 }
 
 /** What a stat gives, in Stats' plain numbers (fs.Stats and the batched stats both have them). */
@@ -103,7 +61,10 @@ function trustedAt(st: StatNumbers, wallBefore: number): boolean {
   return st.mtimeMs < wallBefore && st.ctimeMs < wallBefore;
 }
 
-/** Records the reads of one tree build. */
+/**
+ * Records the reads of one tree build: it is what the build's `reads` option takes (fsutil's
+ * WalkObserver for `/**` walks, layers' EntryReadObserver for each entry), by its shape.
+ */
 export class TreeReadRecorder {
   private readonly reads = new Map<string, string>();
   private broken: string | undefined;

@@ -50,9 +50,9 @@ import {
   type TrustedLayoutFile,
 } from './layoutFile.js';
 import { nativeCopier, startNativeCopy, type NativeCopyFailure } from './nativeCopy.js';
-import { isRegular, sourceSignature, statPaths, type PathStat, type PathStatResult } from './statBatch.js';
+import { isRegular, sourceSignature, statPaths, type PathStat, type PathStatResult, type RofsSourceSignature } from './statBatch.js';
 import { copyWithReadAhead, ReadAheadFailure } from './readAhead.js';
-import { buildRofsTree, type RofsDir, type RofsFile, type RofsSourceSignature, type RofsTree, type RofsTreeOptions } from './tree.js';
+import { buildRofsTree, type RofsDir, type RofsFile, type RofsTree, type RofsTreeOptions } from './tree.js';
 import { BATCHED_READS, FEW_READS, firstChangedRead, RACY_MS, TreeReadRecorder, type TreeReads } from './treeReads.js';
 
 export { defaultLayoutPath };
